@@ -1,0 +1,331 @@
+"""Typed YAML configuration: `extends:`, dotted command-line overrides, strict validation.
+
+Every setting is a dataclass; each field is declared once with `doc(default, help)`, and that
+help text is the field's documentation (`python -m recipe.config` prints it all). A YAML file may
+name a base with `extends: other.yaml` (relative to itself); the child's keys override the
+base's, section by section. Overrides `section.key=value` come last and are coerced to the
+field's declared type. Unknown keys and wrong types raise `ConfigError` naming the full key path
+and the file (or "command line") that supplied the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+COMMAND_LINE = "command line"
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, missing or of the wrong type."""
+
+
+def doc(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field with a default and its one-line documentation."""
+    if isinstance(default, list | dict):
+        value = default
+        return dataclasses.field(
+            default_factory=lambda: value.copy(), metadata={"help": help}, **kwargs
+        )
+    if dataclasses.is_dataclass(default) and not isinstance(default, type):
+        section_type = type(default)
+        return dataclasses.field(default_factory=section_type, metadata={"help": help}, **kwargs)
+    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+
+
+# ---------------------------------------------------------------- reading YAML with extends
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError as e:
+        raise ConfigError(f"config file not found: {path}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict, child: dict, sources: dict, child_file: str, prefix: str = "") -> dict:
+    """Deep-merge child into base; `sources` maps each dotted key path to the file that set it."""
+    merged = dict(base)
+    for key, value in child.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value, sources, child_file, prefix=f"{path}.")
+        else:
+            merged[key] = value
+            _record_sources(value, path, child_file, sources)
+    return merged
+
+
+def _record_sources(value: Any, path: str, source: str, sources: dict) -> None:
+    sources[path] = source
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            _record_sources(sub, f"{path}.{key}", source, sources)
+
+
+def load_yaml_tree(path: str | Path, sources: dict, _seen: tuple = ()) -> dict:
+    """Read a YAML file and its `extends:` chain into one dict (child wins)."""
+    path = Path(path).resolve()
+    if path in _seen:
+        raise ConfigError(f"{path}: `extends` cycle through {' -> '.join(map(str, _seen))}")
+    data = _read_yaml(path)
+    parent = data.pop("extends", None)
+    base: dict = {}
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise ConfigError(f"{path}: `extends` must be a file name, got {parent!r}")
+        base = load_yaml_tree(path.parent / parent, sources, _seen + (path,))
+    return _merge(base, data, sources, str(path))
+
+
+# ---------------------------------------------------------------- dotted overrides
+
+
+def apply_overrides(tree: dict, overrides: Sequence[str], schema: type, sources: dict) -> dict:
+    """Set `a.b.c=value` entries; the raw string is coerced later against the field type."""
+    tree = dict(tree)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(
+                f"{COMMAND_LINE}: override {item!r} is not of the form key.path=value"
+            )
+        key_path, raw = item.split("=", 1)
+        keys = key_path.strip().split(".")
+        node = tree
+        for key in keys[:-1]:
+            child = node.get(key)
+            node[key] = dict(child) if isinstance(child, dict) else {}
+            node = node[key]
+        node[keys[-1]] = _OverrideValue(raw)
+        sources[key_path.strip()] = COMMAND_LINE
+    return tree
+
+
+@dataclasses.dataclass(frozen=True)
+class _OverrideValue:
+    """A command-line string, parsed against the target field's type rather than as YAML."""
+
+    raw: str
+
+
+# ---------------------------------------------------------------- validation and coercion
+
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off"}
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is typing.Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Return `value` as type `tp` or raise ConfigError mentioning `where`."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if isinstance(value, _OverrideValue):
+        value = _parse_override(value.raw, tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: expected one of {list(args)}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        item_tp = args[0] if args else Any
+        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        value_tp = args[1] if len(args) == 2 else Any
+        return {k: _coerce(v, value_tp, f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        raise ConfigError(f"{where}: expected a section (mapping), got {value!r}")
+    return _coerce_scalar(value, tp, where)
+
+
+def _coerce_scalar(value: Any, tp: Any, where: str) -> Any:
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads "2e-6" (no dot) as a string.
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:
+        raise ConfigError(f"{where}: unsupported field type {_type_name(tp)}")
+    raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _parse_override(raw: str, tp: Any) -> Any:
+    """Interpret a command-line string for a field of type `tp`."""
+    text = raw.strip()
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        if text.lower() in ("null", "none", "~"):
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        return _parse_override(raw, non_none[0]) if len(non_none) == 1 else yaml.safe_load(text)
+    if tp is str:
+        return raw
+    if tp is bool:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        return text
+    if tp is int:
+        try:
+            return int(text)
+        except ValueError:
+            return text
+    if tp is float:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    if origin is typing.Literal:
+        return text if all(isinstance(a, str) for a in args) else yaml.safe_load(text)
+    return yaml.safe_load(text)
+
+
+def build(schema: type[T], tree: dict, sources: dict, prefix: str = "") -> T:
+    """Instantiate dataclass `schema` from a nested dict, strictly."""
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or '<root>'}: expected a mapping")
+    hints = typing.get_type_hints(schema)
+    fields = {f.name: f for f in dataclasses.fields(schema) if f.init}
+    for key in tree:
+        if key not in fields:
+            path = f"{prefix}{key}"
+            known = ", ".join(sorted(fields))
+            raise ConfigError(
+                f"{_where(path, sources)}: unknown key; {prefix.rstrip('.') or 'the top level'} "
+                f"accepts: {known}"
+            )
+    kwargs = {}
+    for name, value in tree.items():
+        path = f"{prefix}{name}"
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp) and not isinstance(value, _OverrideValue):
+            kwargs[name] = build(tp, value or {}, sources, prefix=f"{path}.")
+        else:
+            kwargs[name] = _coerce(value, tp, _where(path, sources))
+    try:
+        return schema(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{prefix.rstrip('.') or '<root>'}: {e}") from e
+
+
+def _where(path: str, sources: dict) -> str:
+    source = sources.get(path)
+    while source is None and "." in path:
+        source = sources.get(path.rsplit(".", 1)[0])
+        path = path.rsplit(".", 1)[0]
+    return f"{path!s} (from {source or 'defaults'})"
+
+
+def load_config(
+    schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()
+) -> T:
+    """Load `path` (and its `extends:` chain), apply overrides, validate into `schema`."""
+    sources: dict = {}
+    tree = load_yaml_tree(path, sources) if path is not None else {}
+    tree = apply_overrides(tree, overrides, schema, sources)
+    return build(schema, tree, sources)
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Any, run_dir: str | Path, name: str = "config.yaml") -> Path:
+    """Write the resolved config (every field, defaults included) into the run folder."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    out = run_dir / name
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    tmp.replace(out)
+    return out
+
+
+def parse_cli(schema: type[T], argv: Sequence[str] | None = None, default: str | None = None) -> T:
+    """`--config FILE` (or `default`) followed by any number of `key.path=value` overrides."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    path = default
+    overrides = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--config":
+            if i + 1 >= len(argv):
+                raise ConfigError("--config needs a file name")
+            path = argv[i + 1]
+            i += 2
+            continue
+        if arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+        else:
+            overrides.append(arg)
+        i += 1
+    return load_config(schema, path, overrides)
+
+
+def describe(schema: type, prefix: str = "") -> list[str]:
+    """One line per field: dotted path, type, default and help."""
+    lines = []
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            lines.append(f"{prefix}{f.name}: {f.metadata.get('help', '')}")
+            lines.extend(describe(tp, prefix=f"{prefix}{f.name}."))
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        lines.append(
+            f"{prefix}{f.name} ({_type_name(tp)}, default {default!r}): {f.metadata.get('help', '')}"
+        )
+    return lines

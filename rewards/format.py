@@ -1,0 +1,228 @@
+"""The format checker: is a response a well-formed search-and-answer transcript?
+
+`response` is everything after the prompt (the prompt ends with the think-start tag), including
+the document blocks the environment inserted. The response is first cut into tag and text
+segments by scanning for the configured tag strings (longest tag first at equal positions);
+the rules are then checked on the tag sequence, never by pattern-matching the whole text.
+
+Environment blocks. The environment inserts ``\\n\\n<begin_docs>\\n...\\n<end_docs>\\n\\n`` right
+after an end-of-query tag. A begin-docs tag is the environment's only when it directly follows
+an end-of-query tag (nothing but whitespace between); the block then runs to the first
+end-docs tag after it, and everything inside, tags included, is passage text that no rule
+looks at. Any other docs tag was written by the model. (A passage containing the end-docs tag
+string itself is the one case text cannot disambiguate; the block then ends there.)
+
+Only tags outside the environment's blocks count for the rules below. `answer` is the text of
+the last closed answer block (stripped), reported even when the response breaks a rule, so a
+stage reward can score it; None when there is no closed block.
+
+Well-formed query: a begin-query tag, non-empty text with no tag in it, an end-query tag, then
+an environment document block. `n_queries` and `queries` count only those.
+
+Rules, by violation name:
+- ``query_nested``: a begin-query tag while a query is open.
+- ``query_unopened``: an end-query tag with no open query.
+- ``query_unclosed``: a query still open at the end of the response.
+- ``query_empty``: a query whose text is only whitespace.
+- ``query_has_tags``: another tag between the query tags.
+- ``query_without_documents``: a closed query not followed by a document block.
+- ``documents_written_by_model``: a docs tag outside the environment's blocks.
+- ``documents_unclosed``: an environment block without its end-docs tag.
+- ``think_end_missing`` / ``think_end_repeated``: not exactly one think-end tag.
+- ``answer_missing``: no answer-start tag.
+- ``answer_repeated``: more than one answer-start or more than one answer-end tag.
+- ``answer_unclosed``: an answer-start tag with no answer-end tag after it.
+- ``answer_before_think_end``: the answer block starts before the think-end tag.
+- ``answer_has_tags``: a tag inside the answer block.
+- ``answer_empty``: only whitespace inside the answer block.
+- ``answer_too_long``: more than `max_answer_words` whitespace-separated words.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+
+from recipe.schema import TagsConfig
+
+TAG_NAMES = (
+    "think_start",
+    "think_end",
+    "begin_query",
+    "end_query",
+    "begin_docs",
+    "end_docs",
+    "answer_start",
+    "answer_end",
+)
+
+
+@dataclass
+class FormatReport:
+    valid: bool
+    n_queries: int
+    queries: list[str]
+    answer: str | None
+    violations: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TagEvent:
+    """One occurrence of a tag in the response: its name and character span."""
+
+    name: str
+    start: int
+    end: int
+
+
+@functools.lru_cache(maxsize=16)
+def _tag_scanner(tag_strings: tuple[tuple[str, str], ...]) -> tuple[re.Pattern, dict[str, str]]:
+    by_string: dict[str, str] = {}
+    for name, tag in tag_strings:
+        if not tag:
+            raise ValueError(f"tag {name} is empty")
+        if tag in by_string:
+            raise ValueError(f"tags {by_string[tag]} and {name} are both {tag!r}")
+        by_string[tag] = name
+    # Longest first, so a tag that is a prefix of another never shadows it.
+    alternatives = sorted(by_string, key=len, reverse=True)
+    return re.compile("|".join(re.escape(tag) for tag in alternatives)), by_string
+
+
+def scan_tags(response: str, tags: TagsConfig) -> list[TagEvent]:
+    """Every tag occurrence in `response`, in order, without overlaps."""
+    pattern, name_of = _tag_scanner(tuple((name, getattr(tags, name)) for name in TAG_NAMES))
+    return [TagEvent(name_of[m.group()], m.start(), m.end()) for m in pattern.finditer(response)]
+
+
+class _Checker:
+    """One pass over the tag events: queries, environment blocks and the tags the model wrote."""
+
+    def __init__(self, response: str, events: list[TagEvent]) -> None:
+        self.response = response
+        self.events = events
+        self.violations: list[str] = []
+        self.queries: list[str] = []
+        self.written: list[TagEvent] = []  # every tag outside the environment's blocks, in order
+
+    def flag(self, rule: str) -> None:
+        if rule not in self.violations:
+            self.violations.append(rule)
+
+    def run(self) -> None:
+        i = 0
+        while i < len(self.events):
+            event = self.events[i]
+            self.written.append(event)
+            if event.name == "begin_query":
+                i = self._read_query(i)
+                continue
+            if event.name == "end_query":
+                self.flag("query_unopened")
+            elif event.name in ("begin_docs", "end_docs"):
+                self.flag("documents_written_by_model")
+            i += 1
+
+    def _read_query(self, begin: int) -> int:
+        """Read the query opened at events[begin]; return the index of the next event to read."""
+        i = begin + 1
+        while i < len(self.events) and self.events[i].name != "end_query":
+            inner = self.events[i]
+            if inner.name == "begin_query":
+                self.flag("query_nested")
+                return i  # the inner query is read from its own begin tag
+            self.flag("query_has_tags")
+            if inner.name in ("begin_docs", "end_docs"):
+                self.flag("documents_written_by_model")
+            self.written.append(inner)
+            i += 1
+        if i == len(self.events):
+            self.flag("query_unclosed")
+            return i
+        self.written.append(self.events[i])
+        text = self.response[self.events[begin].end : self.events[i].start].strip()
+        if not text:
+            self.flag("query_empty")
+        after_docs = self._skip_environment_block(i)
+        if after_docs is None:
+            self.flag("query_without_documents")
+            return i + 1
+        if text and i == begin + 1:
+            self.queries.append(text)
+        return after_docs
+
+    def _skip_environment_block(self, end_query: int) -> int | None:
+        """Index after the environment's block following events[end_query]; None if absent."""
+        nxt = end_query + 1
+        if nxt >= len(self.events) or self.events[nxt].name != "begin_docs":
+            return None
+        gap = self.response[self.events[end_query].end : self.events[nxt].start]
+        if gap.strip():
+            return None
+        for j in range(nxt + 1, len(self.events)):
+            if self.events[j].name == "end_docs":
+                return j + 1
+        self.flag("documents_unclosed")
+        return len(self.events)
+
+
+def _check_think_end(checker: _Checker) -> TagEvent | None:
+    think_ends = [e for e in checker.written if e.name == "think_end"]
+    if not think_ends:
+        checker.flag("think_end_missing")
+        return None
+    if len(think_ends) > 1:
+        checker.flag("think_end_repeated")
+    return think_ends[0]
+
+
+def _check_answer(
+    checker: _Checker, think_end: TagEvent | None, max_answer_words: int
+) -> str | None:
+    """Apply the answer rules; return the text of the last closed answer block, if any."""
+    events = checker.written
+    starts = [k for k, e in enumerate(events) if e.name == "answer_start"]
+    n_ends = sum(e.name == "answer_end" for e in events)
+    if not starts:
+        checker.flag("answer_missing")
+    elif len(starts) > 1 or n_ends > 1:
+        checker.flag("answer_repeated")
+    answer = None
+    for k in starts:
+        close = next((j for j in range(k + 1, len(events)) if events[j].name == "answer_end"), None)
+        if close is None:
+            continue
+        if any(events[j].name == "answer_start" for j in range(k + 1, close)):
+            continue  # the next start owns this end
+        answer = checker.response[events[k].end : events[close].start].strip()
+        if close > k + 1:
+            checker.flag("answer_has_tags")
+    if starts and answer is None:
+        checker.flag("answer_unclosed")
+    if starts and think_end is not None and events[starts[0]].start < think_end.start:
+        checker.flag("answer_before_think_end")
+    if answer is not None and not answer:
+        checker.flag("answer_empty")
+    if answer is not None and len(answer.split()) > max_answer_words:
+        checker.flag("answer_too_long")
+    return answer
+
+
+def check_format(
+    response: str, tags: TagsConfig | None = None, max_answer_words: int = 20
+) -> FormatReport:
+    """Check every rule of the module docstring; never raises on any response string."""
+    tags = TagsConfig() if tags is None else tags
+    response = response if isinstance(response, str) else ""
+    checker = _Checker(response, scan_tags(response, tags))
+    checker.run()
+    think_end = _check_think_end(checker)
+    answer = _check_answer(checker, think_end, max_answer_words)
+    return FormatReport(
+        valid=not checker.violations,
+        n_queries=len(checker.queries),
+        queries=checker.queries,
+        answer=answer,
+        violations=checker.violations,
+    )

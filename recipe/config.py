@@ -10,6 +10,7 @@ and the file (or "command line") that supplied the value.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 import types
@@ -36,8 +37,12 @@ def doc(default: Any, help: str, **kwargs: Any) -> Any:
             default_factory=lambda: value.copy(), metadata={"help": help}, **kwargs
         )
     if dataclasses.is_dataclass(default) and not isinstance(default, type):
-        section_type = type(default)
-        return dataclasses.field(default_factory=section_type, metadata={"help": help}, **kwargs)
+        # A section instance is the default as given (non-class defaults included); each config
+        # gets its own copy.
+        section = default
+        return dataclasses.field(
+            default_factory=lambda: copy.deepcopy(section), metadata={"help": help}, **kwargs
+        )
     return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
 
 

@@ -189,3 +189,14 @@ def test_tag_profiles():
 def test_every_field_is_documented():
     for line in describe(RunConfig):
         assert not line.rstrip().endswith(":"), f"undocumented field: {line}"
+
+
+def test_a_section_default_instance_keeps_its_values():
+    @dataclass
+    class WithInstance:
+        inner: Inner = doc(Inner(steps=9), "a section whose default is not the class default")
+
+    a, b = load_config(WithInstance), load_config(WithInstance)
+    assert a.inner.steps == 9
+    a.inner.items.append("z")
+    assert b.inner.items == []

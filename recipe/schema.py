@@ -95,7 +95,10 @@ class RetrieverConfig:
     pooling: Literal["cls", "mean"] = doc("mean", "Pooling of token states (BGE: cls).")
     query_instruction: str = doc("", "Prefix prepended to queries (BGE's retrieval instruction).")
     normalize: bool = doc(True, "L2-normalise embeddings (inner product = cosine).")
-    device: str = doc("cpu", "Encoder device: cpu, cuda, cuda:0 ...")
+    device: str = doc(
+        "cpu", "Encoder device: cpu, cuda, cuda:0 ...; a comma-separated list (cuda:0,cuda:1) "
+        "makes FlagEmbedding encode on all of them, one process each."
+    )
     fp16: bool = doc(False, "Encode in half precision (GPU only).")
     batch_size: int = doc(64, "Passages per encoder batch when indexing.")
     max_passage_tokens: int = doc(256, "Passage truncation for the encoder.")
@@ -119,7 +122,11 @@ class RetrieverConfig:
     bm25_k1: float = doc(1.5, "BM25 term-frequency saturation.")
     bm25_b: float = doc(0.75, "BM25 length normalisation.")
     server_max_batch: int = doc(256, "Service: queries merged into one encode + search call.")
-    server_batch_wait_ms: float = doc(2.0, "Service: wait this long for more requests to batch.")
+    server_batch_wait_ms: float = doc(
+        0.0, "Service: extra wait for more requests to batch (0: batch only those that queued "
+        "while the previous batch ran, adding no latency)."
+    )
+    max_topk: int = doc(100, "The service answers 422 for a larger topk / k.")
     retry_backoff_s: float = doc(0.5, "Client: first retry delay, doubled after each failure.")
     health_check: bool = doc(True, "Client: check GET /health at start-up, fail fast if down.")
 
@@ -135,8 +142,13 @@ class RolloutConfig:
     max_retrievals: int = doc(8, "Searches per trajectory before it is finished.")
     on_max_retrievals: Literal["keep", "force_answer"] = doc(
         "keep",
-        "After the last allowed search: score the trajectory as it stands, or insert "
-        "the documents and let the model write its answer.",
+        "The documents of the last allowed search are inserted either way. keep: a further "
+        "query ends the trajectory as it stands (unanswered, stop reason max_retrievals); "
+        "force_answer: the segment after the last allowed search has no query stop, so the "
+        "model writes on to its answer.",
+    )
+    stop_at_answer_end: bool = doc(
+        True, "End the response at the answer end tag (R1-Searcher's generation stops on it)."
     )
     batch_size: int = doc(16, "Trajectories generated together.")
     seed: int = doc(0, "Sampling seed.")

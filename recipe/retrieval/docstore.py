@@ -1,0 +1,84 @@
+"""Row-addressed passage store on disk: a jsonl file plus an int64 offsets array.
+
+The index maps a query to row numbers; the doc store maps a row to its `Passage` by reading one
+line at a known byte offset, so a 21M-passage Wikipedia never sits in memory as Python strings.
+Reads use `os.pread`, which is safe from several threads at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from array import array
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from recipe.retrieval.base import Passage
+
+DOCS_FILE = "docs.jsonl"
+OFFSETS_FILE = "docs.offsets.npy"
+
+
+def write_docstore(passages: Iterable[Passage], out_dir: str | Path) -> int:
+    """Write the passages under `out_dir`; both files appear atomically. Returns the count."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    docs_tmp = out_dir / (DOCS_FILE + ".tmp")
+    offsets = array("q", [0])
+    with open(docs_tmp, "wb") as f:
+        for p in passages:
+            line = json.dumps([p.id, p.title, p.text], ensure_ascii=False).encode() + b"\n"
+            f.write(line)
+            offsets.append(offsets[-1] + len(line))
+    offsets_tmp = out_dir / (OFFSETS_FILE + ".tmp.npy")
+    np.save(offsets_tmp, np.frombuffer(offsets, dtype=np.int64))
+    os.replace(docs_tmp, out_dir / DOCS_FILE)
+    os.replace(offsets_tmp, out_dir / OFFSETS_FILE)
+    return len(offsets) - 1
+
+
+def docstore_exists(index_dir: str | Path) -> bool:
+    index_dir = Path(index_dir)
+    return (index_dir / DOCS_FILE).is_file() and (index_dir / OFFSETS_FILE).is_file()
+
+
+class DocStore:
+    """Read-only `Sequence[Passage]` over a folder written by `write_docstore`."""
+
+    def __init__(self, index_dir: str | Path) -> None:
+        index_dir = Path(index_dir)
+        self.offsets = np.load(index_dir / OFFSETS_FILE, mmap_mode="r")
+        self._fd = os.open(index_dir / DOCS_FILE, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, row: int) -> Passage:
+        if not -len(self) <= row < len(self):
+            raise IndexError(f"row {row} out of range for {len(self)} passages")
+        row = row % len(self)
+        start, end = int(self.offsets[row]), int(self.offsets[row + 1])
+        pid, title, text = json.loads(os.pread(self._fd, end - start, start))
+        return Passage(pid, title, text)
+
+    def __iter__(self) -> Iterator[Passage]:
+        return (self[row] for row in range(len(self)))
+
+    def slice(self, start: int, stop: int) -> list[Passage]:
+        """Rows [start, stop) with one read."""
+        stop = min(stop, len(self))
+        if start >= stop:
+            return []
+        first, last = int(self.offsets[start]), int(self.offsets[stop])
+        blob = os.pread(self._fd, last - first, first)
+        return [Passage(*json.loads(line)) for line in blob.splitlines()]
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        self.close()

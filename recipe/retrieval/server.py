@@ -1,0 +1,133 @@
+"""The retrieval service: `python -m recipe.retrieval.server --config FILE [overrides]`.
+
+Endpoints
+- `POST /retrieve`, Search-R1's shape (what veRL's search tool calls):
+  `{"queries": [...], "topk": 3, "return_scores": true}` ->
+  `{"result": [[{"document": {"id", "contents"}, "score"}, ...], ...]}`
+  (without scores each entry is the document itself).
+- `POST /queries`, R1-Searcher's shape: `{"queries": [...], "k": 3}` ->
+  `{"queries": [...], "answers": [["Title\\ntext", ...], ...]}`.
+- `GET /health`: `{"status": "ok", "kind", "passages", ...}`.
+
+Requests over `retriever.max_queries_per_request` queries answer 413; a query longer than
+`retriever.max_query_chars` characters, or a k outside 1..`retriever.max_topk`, answers 422.
+Searches go through `MicroBatcher`, off the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel
+
+from recipe.config import parse_cli
+from recipe.retrieval.base import Hit, Retriever
+from recipe.retrieval.batching import MicroBatcher
+from recipe.schema import RetrieverConfig, RunConfig
+
+log = logging.getLogger(__name__)
+
+
+class RetrieveRequest(BaseModel):
+    queries: list[str]
+    topk: int | None = None
+    return_scores: bool = False
+
+
+class QueriesRequest(BaseModel):
+    queries: list[str]
+    k: int | None = None
+
+
+def _document(hit: Hit) -> dict:
+    return {"id": hit.passage.id, "contents": hit.passage.contents}
+
+
+def _check_limits(cfg: RetrieverConfig, queries: list[str], k: int) -> None:
+    if len(queries) > cfg.max_queries_per_request:
+        raise HTTPException(
+            413,
+            f"{len(queries)} queries in one request; the limit is "
+            f"{cfg.max_queries_per_request} (retriever.max_queries_per_request)",
+        )
+    for i, query in enumerate(queries):
+        if len(query) > cfg.max_query_chars:
+            raise HTTPException(
+                422,
+                f"query {i} has {len(query)} characters; the limit is {cfg.max_query_chars} "
+                "(retriever.max_query_chars)",
+            )
+    if not 1 <= k <= cfg.max_topk:
+        raise HTTPException(422, f"k={k} is outside 1..{cfg.max_topk} (retriever.max_topk)")
+
+
+def create_app(retriever: Retriever, cfg: RetrieverConfig) -> FastAPI:
+    """The FastAPI app serving `retriever`; `cfg` gives the limits, batching and default k."""
+    batcher = MicroBatcher(retriever.search, cfg.server_max_batch, cfg.server_batch_wait_ms / 1e3)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="retrieval service", lifespan=lifespan)
+    app.state.batcher = batcher
+
+    async def search(queries: list[str], k: int | None) -> list[list[Hit]]:
+        k = cfg.topk if k is None else k
+        _check_limits(cfg, queries, k)
+        return await batcher.submit(queries, k) if queries else []
+
+    @app.post("/retrieve")
+    async def retrieve(request: RetrieveRequest) -> dict:
+        hits = await search(request.queries, request.topk)
+        if request.return_scores:
+            result = [[{"document": _document(h), "score": h.score} for h in hs] for hs in hits]
+        else:
+            result = [[_document(h) for h in hs] for hs in hits]
+        return {"result": result}
+
+    @app.post("/queries")
+    async def queries(request: QueriesRequest) -> dict:
+        hits = await search(request.queries, request.k)
+        return {
+            "queries": request.queries,
+            "answers": [[h.passage.contents for h in hs] for hs in hits],
+        }
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {
+            "status": "ok",
+            "kind": cfg.kind,
+            "index_dir": cfg.index_dir,
+            "passages": len(retriever) if hasattr(retriever, "__len__") else None,
+            "batches_served": batcher.batches,
+        }
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    from recipe.retrieval.index import open_index
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    cfg = parse_cli(RunConfig, argv if argv is not None else sys.argv[1:]).retriever
+    retriever = open_index(cfg)
+    log.info(
+        "serving %s (%d passages) on http://%s:%d",
+        cfg.index_dir,
+        len(retriever),
+        cfg.host,
+        cfg.port,
+    )
+    uvicorn.run(create_app(retriever, cfg), host=cfg.host, port=cfg.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

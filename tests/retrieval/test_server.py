@@ -1,0 +1,104 @@
+"""Both HTTP shapes, health, limits and micro-batching against a real uvicorn server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+
+import httpx
+
+from recipe.retrieval.bm25 import BM25Retriever
+from recipe.retrieval.server import create_app
+from recipe.schema import RetrieverConfig
+
+from .conftest import FACTS, passages_of
+
+
+class SlowRetriever:
+    """A real retriever that takes `delay_s` per call, so requests queue up behind it."""
+
+    def __init__(self, inner, delay_s: float) -> None:
+        self.inner, self.delay_s, self.calls = inner, delay_s, []
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def search(self, queries, k):
+        self.calls.append(list(queries))
+        time.sleep(self.delay_s)
+        return self.inner.search(queries, k)
+
+
+def test_search_r1_and_r1_searcher_shapes(dense_retriever, dense_cfg, serve):
+    server = serve(create_app(dense_retriever, dense_cfg))
+    queries = ["capital of Germany", "highest mountain"]
+    expected = dense_retriever.search(queries, 2)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        scored = client.post(
+            "/retrieve", json={"queries": queries, "topk": 2, "return_scores": True}
+        )
+        assert scored.status_code == 200
+        result = scored.json()["result"]
+        assert [[e["document"]["id"] for e in r] for r in result] == [
+            [h.passage.id for h in hs] for hs in expected
+        ]
+        assert result[0][0]["document"]["contents"] == expected[0][0].passage.contents
+        assert abs(result[0][0]["score"] - expected[0][0].score) < 1e-5
+
+        plain = client.post("/retrieve", json={"queries": queries, "topk": 2}).json()["result"]
+        assert plain == [[e["document"] for e in r] for r in result]
+
+        r1 = client.post("/queries", json={"queries": queries, "k": 2}).json()
+        assert r1["queries"] == queries
+        assert r1["answers"] == [[h.passage.contents for h in hs] for hs in expected]
+        assert r1["answers"][0][0].startswith("Berlin\n")
+
+        default_k = client.post("/queries", json={"queries": ["Tokyo"]}).json()["answers"]
+        assert len(default_k[0]) == dense_cfg.topk
+
+        health = client.get("/health").json()
+        assert health["status"] == "ok" and health["passages"] == len(FACTS)
+
+
+def test_limits_answer_4xx_with_a_message(serve):
+    cfg = RetrieverConfig(kind="bm25", max_queries_per_request=3, max_query_chars=20, max_topk=5)
+    server = serve(create_app(BM25Retriever(passages_of()), cfg))
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        too_many = client.post("/retrieve", json={"queries": ["a", "b", "c", "d"]})
+        assert too_many.status_code == 413
+        assert "max_queries_per_request" in too_many.json()["detail"]
+        too_long = client.post("/queries", json={"queries": ["ok", "x" * 21], "k": 1})
+        assert too_long.status_code == 422 and "query 1 has 21 characters" in too_long.text
+        bad_k = client.post("/retrieve", json={"queries": ["ok"], "topk": 6})
+        assert bad_k.status_code == 422 and "max_topk" in bad_k.text
+        malformed = client.post("/retrieve", json={"queries": "not a list"})
+        assert malformed.status_code == 422
+        fine = client.post("/retrieve", json={"queries": ["x" * 20, "Paris"], "topk": 5})
+        assert fine.status_code == 200 and [len(r) for r in fine.json()["result"]] == [5, 5]
+        empty = client.post("/retrieve", json={"queries": []})
+        assert empty.status_code == 200 and empty.json() == {"result": []}
+
+
+def test_concurrent_requests_are_batched(serve):
+    slow = SlowRetriever(BM25Retriever(passages_of()), delay_s=0.5)
+    cfg = replace(RetrieverConfig(), kind="bm25")
+    server = serve(create_app(slow, cfg))
+    titles = [title for title, _ in FACTS[1:9]]
+    answers: dict[str, str] = {}
+
+    def ask(title: str) -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            body = {"queries": [title, "Paris"], "k": 1}
+            answers[title] = client.post("/queries", json=body).json()["answers"][0][0]
+
+    threads = [threading.Thread(target=ask, args=(t,)) for t in titles]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(answers[t].startswith(f"{t}\n") for t in titles)
+    # Requests that queued while a batch ran went into one call, with "Paris" searched once.
+    assert len(slow.calls) < len(titles)
+    assert all(call.count("Paris") == 1 for call in slow.calls)
+    assert sorted(q for call in slow.calls for q in call if q != "Paris") == sorted(titles)

@@ -96,8 +96,9 @@ class RetrieverConfig:
     query_instruction: str = doc("", "Prefix prepended to queries (BGE's retrieval instruction).")
     normalize: bool = doc(True, "L2-normalise embeddings (inner product = cosine).")
     device: str = doc(
-        "cpu", "Encoder device: cpu, cuda, cuda:0 ...; a comma-separated list (cuda:0,cuda:1) "
-        "makes FlagEmbedding encode on all of them, one process each."
+        "cpu",
+        "Encoder device: cpu, cuda, cuda:0 ...; a comma-separated list (cuda:0,cuda:1) "
+        "makes FlagEmbedding encode on all of them, one process each.",
     )
     fp16: bool = doc(False, "Encode in half precision (GPU only).")
     batch_size: int = doc(64, "Passages per encoder batch when indexing.")
@@ -123,8 +124,9 @@ class RetrieverConfig:
     bm25_b: float = doc(0.75, "BM25 length normalisation.")
     server_max_batch: int = doc(256, "Service: queries merged into one encode + search call.")
     server_batch_wait_ms: float = doc(
-        0.0, "Service: extra wait for more requests to batch (0: batch only those that queued "
-        "while the previous batch ran, adding no latency)."
+        0.0,
+        "Service: extra wait for more requests to batch (0: batch only those that queued "
+        "while the previous batch ran, adding no latency).",
     )
     max_topk: int = doc(100, "The service answers 422 for a larger topk / k.")
     retry_backoff_s: float = doc(0.5, "Client: first retry delay, doubled after each failure.")

@@ -1,0 +1,40 @@
+"""Load the policy model and its tokenizer from a Hugging Face folder (or a GGUF file in one)."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from recipe.assets import resolve_model_path
+from recipe.schema import ModelConfig
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_tokenizer(model_cfg: ModelConfig):
+    """The policy's tokenizer, padded on the left (batched generation appends on the right)."""
+    path = resolve_model_path(model_cfg.path)
+    tokenizer = AutoTokenizer.from_pretrained(path, gguf_file=model_cfg.gguf_file)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        # Pads are masked out of attention and loss, so any existing token will do; EOS is the
+        # usual choice and keeps the vocabulary (and the embedding matrix) unchanged.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_policy(model_cfg: ModelConfig):
+    """(model, tokenizer) in eval mode with the configured dtype.
+
+    transformers 5 takes `dtype=` (formerly `torch_dtype=`); `gguf_file=` dequantizes a GGUF
+    checkpoint (needs the `gguf` package), which is how SmolLM2 ships in the embedded setting.
+    """
+    path = resolve_model_path(model_cfg.path)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=DTYPES[model_cfg.dtype], gguf_file=model_cfg.gguf_file
+    )
+    model.eval()
+    tokenizer = load_tokenizer(model_cfg)
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer

@@ -11,7 +11,7 @@ import sys
 from miniwiki.build import WorldsOverlap, build
 from miniwiki.config import MiniwikiConfig
 from miniwiki.world import WorldTooSmall
-from recipe.config import ConfigError, parse_cli
+from recipe.config import parse_cli
 
 USAGE = "usage: python -m miniwiki build [--config FILE] [--force] [key.path=value ...]"
 DEFAULT_CONFIG = "configs/embedded/miniwiki.yaml"
@@ -25,11 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = argv[1:]
     force = "--force" in args
     args = [a for a in args if a != "--force"]
-    try:
-        cfg = parse_cli(MiniwikiConfig, args, default=DEFAULT_CONFIG)
-    except ConfigError as e:
-        print(f"miniwiki: {e}", file=sys.stderr)
-        return 2
+    cfg = parse_cli(MiniwikiConfig, args, default=DEFAULT_CONFIG)  # exits 2 on a bad config
     try:
         summary = build(cfg, force=force)
     except (WorldTooSmall, WorldsOverlap) as e:

@@ -298,16 +298,22 @@ def save_config(cfg: Any, run_dir: str | Path, name: str = "config.yaml") -> Pat
 
 
 def parse_cli(schema: type[T], argv: Sequence[str] | None = None, default: str | None = None) -> T:
-    """`--config FILE` (or `default`) followed by any number of `key.path=value` overrides."""
+    """`--config FILE` (or `default`) followed by any number of `key.path=value` overrides.
+
+    Meant for entry points: `-h`/`--help` prints every field and exits 0; a bad config exits 2
+    with the one-line message instead of a traceback.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(f"usage: python -m {_entry_point()} [--config FILE] [section.key=value ...]\n")
+        print("\n".join(describe(schema)))
+        raise SystemExit(0)
     path = default
     overrides = []
     i = 0
     while i < len(argv):
         arg = argv[i]
-        if arg == "--config":
-            if i + 1 >= len(argv):
-                raise ConfigError("--config needs a file name")
+        if arg == "--config" and i + 1 < len(argv):
             path = argv[i + 1]
             i += 2
             continue
@@ -316,7 +322,17 @@ def parse_cli(schema: type[T], argv: Sequence[str] | None = None, default: str |
         else:
             overrides.append(arg)
         i += 1
-    return load_config(schema, path, overrides)
+    try:
+        return load_config(schema, path, overrides)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        raise SystemExit(2) from e
+
+
+def _entry_point() -> str:
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return spec.name if spec is not None else Path(sys.argv[0]).name
 
 
 def describe(schema: type, prefix: str = "") -> list[str]:

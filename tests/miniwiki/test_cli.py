@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from miniwiki.__main__ import main
 from miniwiki.build import question_file
 from miniwiki.presets import SHIPPED_YAML, tiny_overrides
@@ -40,7 +42,9 @@ def test_build_writes_layout_and_skips_when_unchanged(tmp_path, capsys):
 
 
 def test_unknown_key_is_an_error_naming_it(capsys):
-    assert main(["build", "--config", YAML, "task.nope=1"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["build", "--config", YAML, "task.nope=1"])
+    assert exit_info.value.code == 2
     assert "task.nope" in capsys.readouterr().err
 
 

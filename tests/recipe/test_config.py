@@ -200,3 +200,17 @@ def test_a_section_default_instance_keeps_its_values():
     assert a.inner.steps == 9
     a.inner.items.append("z")
     assert b.inner.items == []
+
+
+def test_parse_cli_help_and_errors_exit_cleanly(capsys):
+    with pytest.raises(SystemExit) as e:
+        parse_cli(RunConfig, ["--help"])
+    assert e.value.code == 0
+    assert "rollout.temperature (float" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        parse_cli(RunConfig, ["rollout.tempreature=1"])
+    assert e.value.code == 2
+    assert "rollout.tempreature (from command line): unknown key" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        parse_cli(RunConfig, ["--config"])
+    assert e.value.code == 2

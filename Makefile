@@ -81,13 +81,17 @@ KILT_SAMPLE_ARGS := retriever.corpus=$(KILT_SAMPLE) retriever.corpus_format=kilt
 # made each MiniLM query encode 4-10x slower (benchmarks/retrieval_service.py).
 RETRIEVAL_ENV := OMP_WAIT_POLICY=PASSIVE
 
-.PHONY: index index-kilt-sample serve-retriever serve-retriever-kilt-sample bench
+.PHONY: index index-paper index-kilt-sample serve-retriever serve-retriever-kilt-sample bench
 index: $(INDEX_DIR)/manifest.json
 
 # --overwrite: make only gets here when the corpus or the config changed.
 $(INDEX_DIR)/manifest.json: $(STAMP) $(MINIWIKI_TASK_CORPUS) $(RETRIEVAL_CONFIG)
 	$(RETRIEVAL_ENV) $(PY) -m recipe.retrieval.build_index --config $(RETRIEVAL_CONFIG) --overwrite \
 		retriever.index_dir=$(INDEX_DIR) $(ARGS)
+
+# The paper setting's index (BGE-large over the KILT TSV named in the config); resumes when killed.
+index-paper: $(STAMP)
+	$(RETRIEVAL_ENV) $(PY) -m recipe.retrieval.build_index --config configs/paper/common.yaml $(ARGS)
 
 index-kilt-sample: $(STAMP)
 	$(RETRIEVAL_ENV) $(PY) -m recipe.retrieval.build_index --config $(RETRIEVAL_CONFIG) \

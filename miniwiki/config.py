@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from miniwiki.base_config import ColdStartConfig, GateConfig
 from recipe.config import doc
 
 # ================================================================ world sections (miniwiki helper)
@@ -130,3 +131,7 @@ class MiniwikiConfig:
         _warmup_default(), "the warm-up world (cold start); shares no name with the task world"
     )
     # ============================================ base-model sections (coldstart, gate) below
+    coldstart: ColdStartConfig = doc(
+        ColdStartConfig(), "the base model's supervised cold start (`make base`)"
+    )
+    gate: GateConfig = doc(GateConfig(), "the base model's gate before any RL")

@@ -22,7 +22,6 @@ from miniwiki.coldstart_data import (
 from miniwiki.transcripts import TranscriptWriter, behaviour_counts, write_transcripts
 from recipe.generation.hf import HFBackend
 from recipe.generation.scripted import ScriptedContinuation
-from recipe.policy import load_tokenizer
 from recipe.prompts import build_prompt, encode_prompt
 from recipe.retrieval.bm25 import BM25Retriever
 from recipe.retrieval.corpus import read_corpus
@@ -37,23 +36,12 @@ MIX = BehaviourMix(direct=0.5, search=0.3, poor_query=0.2)
 N_TRANSCRIPTS = 20
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="session")
-def tokenizer(request, smollm2_gguf_file):
-    """SmolLM2's tokenizer, read from the GGUF once and cached as tokenizer.json."""
-    from recipe.rollout_demo import smollm2_tokenizer as from_gguf
-
-    folder = request.config.cache.mkdir("smollm2-tokenizer")
-    if not (folder / "tokenizer.json").exists():
-        from_gguf().save_pretrained(folder)
-    return load_tokenizer(ModelConfig(path=str(folder)))
+def tokenizer(smollm2_tokenizer):
+    return smollm2_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ from typing import Protocol, TypeVar
 
 import torch
 
+from recipe.registry import lookup, register_in
 from recipe.schema import AlgoConfig
 
 _DEFAULTS = AlgoConfig()  # the config's defaults are the functions' defaults: one source
@@ -67,46 +68,28 @@ KL_ESTIMATORS: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {}
 POLICY_LOSSES: dict[str, Callable[..., tuple[Tensor, dict[str, float]]]] = {}
 
 
-def _register(registry: dict, kind: str, name: str) -> Callable[[F], F]:
-    def decorator(fn: F) -> F:
-        if name in registry:
-            raise ValueError(f"{kind} {name!r} is already registered")
-        registry[name] = fn
-        return fn
-
-    return decorator
-
-
-def _lookup(registry: dict, kind: str, name: str):
-    try:
-        return registry[name]
-    except KeyError:
-        known = ", ".join(sorted(registry))
-        raise UnknownAlgorithmError(f"unknown {kind} {name!r}; known: {known}") from None
-
-
 def register_advantage_estimator(name: str) -> Callable[[F], F]:
-    return _register(ADVANTAGE_ESTIMATORS, "advantage estimator", name)
+    return register_in(ADVANTAGE_ESTIMATORS, "advantage estimator", name)
 
 
 def register_kl_estimator(name: str) -> Callable[[F], F]:
-    return _register(KL_ESTIMATORS, "KL estimator", name)
+    return register_in(KL_ESTIMATORS, "KL estimator", name)
 
 
 def register_policy_loss(name: str) -> Callable[[F], F]:
-    return _register(POLICY_LOSSES, "policy loss", name)
+    return register_in(POLICY_LOSSES, "policy loss", name)
 
 
 def get_advantage_estimator(name: str) -> AdvantageEstimator:
-    return _lookup(ADVANTAGE_ESTIMATORS, "advantage estimator", name)
+    return lookup(ADVANTAGE_ESTIMATORS, "advantage estimator", name, UnknownAlgorithmError)
 
 
 def get_kl_estimator(name: str) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
-    return _lookup(KL_ESTIMATORS, "KL estimator", name)
+    return lookup(KL_ESTIMATORS, "KL estimator", name, UnknownAlgorithmError)
 
 
 def get_policy_loss(name: str) -> Callable[..., tuple[Tensor, dict[str, float]]]:
-    return _lookup(POLICY_LOSSES, "policy loss", name)
+    return lookup(POLICY_LOSSES, "policy loss", name, UnknownAlgorithmError)
 
 
 # ------------------------------------------------------------------------ masked statistics

@@ -108,3 +108,4 @@ bench: $(STAMP)
 	$(RETRIEVAL_ENV) $(PY) -m benchmarks.retrieval_recall
 	$(RETRIEVAL_ENV) $(PY) -m benchmarks.retrieval_service
 	$(PY) -m benchmarks.rollout_throughput --threads 1
+	$(PY) -m benchmarks.coldstart_step

@@ -31,7 +31,7 @@ from miniwiki.coldstart import train
 from miniwiki.coldstart_data import encode_transcript, warmup_questions
 from miniwiki.config import MiniwikiConfig
 from miniwiki.gate import run_gate
-from miniwiki.transcripts import TranscriptWriter, write_transcripts
+from miniwiki.transcripts import BEHAVIOURS, TranscriptWriter, write_transcripts
 from recipe.config import ConfigError, load_config, parse_cli, save_config
 from recipe.policy import DTYPES, load_policy, load_tokenizer
 from recipe.retrieval.bm25 import BM25Retriever
@@ -119,9 +119,7 @@ def cold_start(cfg: MiniwikiConfig, run_cfg: RunConfig, fingerprint: str) -> dic
         for t in transcripts:
             row = {"behaviour": t.behaviour, "question": t.question, "segments": t.segments}
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    counts = {
-        b: sum(t.behaviour == b for t in transcripts) for b in ("direct", "search", "poor_query")
-    }
+    counts = {b: sum(t.behaviour == b for t in transcripts) for b in BEHAVIOURS}
     report = {
         "fingerprint": fingerprint,
         "transcripts": counts,

@@ -20,10 +20,15 @@ class BehaviourMix:
     200 search-only transcripts made SmolLM2 search on every question).
     """
 
-    direct: float = doc(0.815, "answer at once from 'memory': a short think, then the answer")
-    search: float = doc(0.175, "search each hop with a good query, read, copy the answer")
+    direct: float = doc(0.8, "answer at once from 'memory': a short think, then the answer")
+    search: float = doc(0.155, "search each hop with a good query, read, copy the answer")
     poor_query: float = doc(
         0.01, "first search with a poor query, find nothing, search again well, copy the answer"
+    )
+    read: float = doc(
+        0.25,
+        "as `search`, but the opening words that choose to search carry no loss: they teach "
+        "querying and reading without raising the search rate",
     )
 
 
@@ -32,7 +37,12 @@ class TranscriptTemplates:
     """The assistant's own words ({subject}, {relation}, {value}, {sentence}, {answer})."""
 
     direct_think: str = doc(" I remember this one: the answer is {answer}. ", "a direct think")
-    search_intro: str = doc(" I need to search for {subject}. ", "before the first query")
+    search_intro: str = doc(" I need to search for {subject}. ", "before a chain's first query")
+    compare_intro: str = doc(
+        " I need to search for {first} and for {second}. ",
+        "before a comparison's first query: the plan names both entities, so the second search "
+        "is for the other entity of the question, not for the value just found (as in a chain)",
+    )
     query: str = doc("{subject} {relation}", "a good query: one triple's keywords")
     poor_query: str = doc("{relation}", "a poor query: the relation without its entity")
     found: str = doc(
@@ -43,6 +53,11 @@ class TranscriptTemplates:
         "The documents do not mention {subject}. I need to search again. ", "after a miss"
     )
     next_search: str = doc("Next I need to search for {subject}. ", "before a later query")
+    compare: str = doc(
+        "Comparing {first}: {first_value} and {second}: {second_value}. ",
+        "before the conclusion of a comparison: both found values side by side, so the answer "
+        "is read from the two of them rather than recalled",
+    )
     conclude: str = doc("So the answer is {answer}. ", "before the think-end tag")
     think_to_answer: str = doc("\n\n", "between the think-end tag and the answer-start tag")
     answer: str = doc(" {answer} ", "inside the answer tags")
@@ -57,7 +72,7 @@ class ColdStartConfig:
     )
     source_dir: str = doc("runs/miniwiki/smollm2", "Plain HF folder converted from the GGUF.")
     out_dir: str = doc("runs/miniwiki/base", "The embedded base model (HF folder + gate.json).")
-    transcripts: int = doc(380, "Transcripts written (train-split warm-up questions, sampled).")
+    transcripts: int = doc(370, "Transcripts written (train-split warm-up questions, sampled).")
     mix: BehaviourMix = doc(BehaviourMix(), "Behaviour mix of the transcripts.")
     templates: TranscriptTemplates = doc(TranscriptTemplates(), "The assistant's phrasing.")
     max_hops: int = doc(2, "Searching transcripts skip questions with more evidence triples.")
@@ -69,10 +84,15 @@ class ColdStartConfig:
     warmup_steps: int = doc(5, "Linear learning-rate warm-up steps, then linear decay to 0.")
     epochs: int = doc(1, "Passes over the transcripts.")
     step_tokens: int = doc(
-        1500, "Tokens (after the shared prompt prefix) per optimizer step; sets the step count."
+        2000, "Tokens (after the shared prompt prefix) per optimizer step; sets the step count."
     )
     micro_batch_tokens: int = doc(2048, "Padded tokens of one forward/backward pass.")
     max_grad_norm: float = doc(1.0, "Gradient clipping.")
+    frozen_layers: int = doc(
+        12,
+        "Keep the token embeddings (tied to the output projection) and this many lowest decoder "
+        "layers fixed; 0 trains everything. Backward then stops above them.",
+    )
     shared_prefix: bool = doc(
         True,
         "Run the prompt prefix every transcript shares (system prompt) once per step and "
@@ -85,7 +105,7 @@ class ColdStartConfig:
 class GateConfig:
     """Measured on task-world dev questions with the stage prompt, sampling at temperature 1."""
 
-    questions: int = doc(64, "Task-world dev questions (a seeded sample of both data sets).")
+    questions: int = doc(128, "Task-world dev questions (a seeded sample of both data sets).")
     samples_per_question: int = doc(2, "Rollouts per question.")
     retriever: str = doc(
         "bm25", "bm25: BM25 over the task corpus; config: the run config's retriever (dense)."

@@ -117,6 +117,23 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
+def freeze_lower(model, n_layers: int) -> None:
+    """Fix the embeddings and the lowest `n_layers` decoder layers (0: train everything).
+
+    Nothing below the lowest trained layer needs a gradient, so backward stops there and
+    the step runs faster (`benchmarks/coldstart_step.py` measures by how much); the fixed
+    layers also keep the pretrained model's reading of text as it was.
+    """
+    if n_layers <= 0:
+        return
+    layers = model.get_decoder().layers
+    if n_layers > len(layers):
+        raise ValueError(f"frozen_layers={n_layers}, but the model has {len(layers)} layers")
+    model.get_input_embeddings().requires_grad_(False)
+    for layer in layers[:n_layers]:
+        layer.requires_grad_(False)
+
+
 def train(model, examples: Sequence[Example], cfg: ColdStartConfig, pad_id: int) -> TrainStats:
     """AdamW over the examples for cfg.epochs; the model is left in eval mode."""
     rng = random.Random(cfg.seed)
@@ -130,7 +147,9 @@ def train(model, examples: Sequence[Example], cfg: ColdStartConfig, pad_id: int)
     ]
     trained_total = cfg.epochs * sum(sum(e.loss_mask) for e in examples)
     tokens_per_step = trained_total / len(steps)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    freeze_lower(model, cfg.frozen_layers)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: _lr_factor(s, cfg.warmup_steps, len(steps))
     )
@@ -152,7 +171,7 @@ def train(model, examples: Sequence[Example], cfg: ColdStartConfig, pad_id: int)
             step_targets += n_targets
             run_tokens += sum(len(e) - prefix for e in rows)
         (step_loss / tokens_per_step).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)

@@ -70,6 +70,13 @@ def encode_transcript(
     # The end-of-turn token closes the assistant's turn; the model is taught to emit it.
     pieces = list(transcript.segments) + [([tokenizer.eos_token_id], True)]
     response_ids, action_mask = render_segments(tokenizer, pieces)
+    if transcript.untrained_prefix:
+        untrained = tokenizer.encode(transcript.untrained_prefix, add_special_tokens=False)
+        if response_ids[: len(untrained)] != untrained:
+            raise ValueError(
+                f"{transcript.untrained_prefix!r} does not tokenize as the start of the response"
+            )
+        action_mask[: len(untrained)] = [0] * len(untrained)
     return Example(
         ids=prompt_ids + response_ids,
         loss_mask=[0] * len(prompt_ids) + action_mask,

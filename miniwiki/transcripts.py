@@ -8,12 +8,20 @@ DeepSeek-R1 cold-start before RL; the mix is set in YAML):
 
 - direct: a short think, then the answer "from memory" (on the task world such answers are
   guesses, which leaves RL the room to teach searching);
-- search: one good query per evidence triple (subject and relation keywords, R1-Searcher's
-  "a query must involve only a single triple"), each followed by the retrieved documents, a
-  quote of the sentence that states the fact, and the fact itself, then the answer (quoting
-  first breaks the copy into finding the sentence, then reading the value from it);
+- search: a plan (the entity to search first; for a comparison both entities, since its second
+  search is for the other entity and not for the value just found, as in a chain), one good
+  query per evidence triple (subject and relation keywords, R1-Searcher's "a query must involve
+  only a single triple"), each followed by the retrieved documents, a quote of the sentence
+  that states the fact, and the fact itself; for a comparison both values side by side; then
+  the answer (quoting first breaks the copy into finding the sentence, then reading the value
+  from it);
 - poor_query: the first query leaves out the entity, the documents miss, the model says so and
-  searches again well, then continues as `search`.
+  searches again well, then continues as `search`;
+- read: a `search` transcript whose opening words (where a response chooses to search or to
+  answer) carry no loss. The share of searching transcripts is what sets the base search rate,
+  and the rate must stay low (RL has to teach searching); reading documents well needs many
+  more examples than that share gives. `read` transcripts teach the queries and the reading
+  without teaching the choice.
 
 Search transcripts are kept only when every good query's documents really contain the fact (its
 supporting sentence, or else a passage naming both the subject and the value): the model is taught to copy what it reads,
@@ -32,7 +40,8 @@ from recipe.prompts import Segment, format_documents
 from recipe.retrieval.base import Passage, Retriever
 from recipe.schema import TagsConfig
 
-BEHAVIOURS = ("direct", "search", "poor_query")
+BEHAVIOURS = ("direct", "search", "poor_query", "read")
+SEARCHING = ("search", "poor_query", "read")
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,8 @@ class Transcript:
     answer: str
     segments: list[Segment] = field(default_factory=list)  # (text, is_model)
     queries: list[str] = field(default_factory=list)
+    untrained_prefix: str = ""  # leading words of the response that carry no loss
+    qtype: str = ""  # "<data set>/<question type>" of the question
 
     @property
     def n_searches(self) -> int:
@@ -107,7 +118,8 @@ class TranscriptWriter:
 
     def direct(self, q: WarmupQuestion) -> Transcript:
         think = self.t.direct_think.format(answer=q.answer)
-        return Transcript("direct", q.question, q.answer, [(self._finish(q, think), True)])
+        segments = [(self._finish(q, think), True)]
+        return Transcript("direct", q.question, q.answer, segments, qtype=q.qtype)
 
     def _search(self, query: str) -> list[Passage]:
         return [hit.passage for hit in self.retriever.search([query], k=self.topk)[0]]
@@ -121,11 +133,22 @@ class TranscriptWriter:
             for p in passages
         )
 
-    def searching(self, q: WarmupQuestion, poor_first: bool) -> Transcript | None:
-        """A search transcript, or None when the retriever cannot support it as planned."""
+    def searching(self, q: WarmupQuestion, behaviour: str = "search") -> Transcript | None:
+        """A transcript of one of the SEARCHING behaviours, or None when the retriever cannot
+        support it as planned."""
         t = self.t
-        transcript = Transcript("poor_query" if poor_first else "search", q.question, q.answer)
-        text = t.search_intro.format(subject=q.hops[0].subject)
+        poor_first = behaviour == "poor_query"
+        transcript = Transcript(behaviour, q.question, q.answer, qtype=q.qtype)
+        comparison = q.qtype.endswith("/comparison") and len({h.subject for h in q.hops}) == 2
+        if comparison:
+            intro = t.compare_intro
+            text = intro.format(first=q.hops[0].subject, second=q.hops[1].subject)
+        else:
+            intro = t.search_intro
+            text = intro.format(subject=q.hops[0].subject)
+        if behaviour == "read":
+            # The words before the first name are where a response chooses to search.
+            transcript.untrained_prefix = intro.split("{")[0].rstrip()
         for index, hop in enumerate(q.hops):
             fields = {
                 "subject": hop.subject,
@@ -148,6 +171,14 @@ class TranscriptWriter:
                 return None
             text = self._add_search(transcript, text, query, passages)
             text += t.found.format(**fields)
+        if comparison:
+            first, second = q.hops
+            text += t.compare.format(
+                first=first.subject,
+                first_value=first.value,
+                second=second.subject,
+                second_value=second.value,
+            )
         text += t.conclude.format(answer=q.answer)
         transcript.segments.append((self._finish(q, text), True))
         return transcript
@@ -182,7 +213,7 @@ def write_transcripts(
     out: list[Transcript] = []
     skipped = {"too_many_hops": 0, "retrieval_miss": 0}
     # Searching behaviours first: they may skip questions, and direct answers never do.
-    for behaviour in ("search", "poor_query", "direct"):
+    for behaviour in (*SEARCHING, "direct"):
         made = 0
         while made < wanted[behaviour]:
             if not pool:
@@ -194,7 +225,7 @@ def write_transcripts(
                 skipped["too_many_hops"] += 1
                 continue
             else:
-                transcript = writer.searching(q, poor_first=behaviour == "poor_query")
+                transcript = writer.searching(q, behaviour)
                 if transcript is None:
                     skipped["retrieval_miss"] += 1
                     continue

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from miniwiki.articles import contains_phrase
+import pytest
+
+from miniwiki.articles import contains_phrase, split_passages
 from miniwiki.world import DIRECTOR, FOUNDER
 
 
@@ -32,23 +34,43 @@ def test_articles_state_only_their_own_facts(small_pair):
         assert not [w for w in works if contains_phrase(text, w)]
 
 
-def test_passages_are_about_100_words_and_cover_each_article_once(small_pair, small_cfg):
-    built = small_pair[0]
-    cap = small_cfg.task.articles.passage_words
-    words = [len(p.text.split()) for p in built.passages]
-    assert max(words) <= cap
-    assert sum(words) / len(words) >= cap * 0.5
-    assert len({p.id for p in built.passages}) == len(built.passages)
+def _check_cover(passages, articles) -> None:
+    """Every passage starts with its title and the passages cover each article once, in order."""
+    assert len({p.id for p in passages}) == len(passages)
     covered: dict[str, list[int]] = {}
-    for p in built.passages:
+    for p in passages:
         assert p.contents.startswith(p.title + "\n")
         covered.setdefault(p.title, []).extend(
             range(p.first_sentence, p.first_sentence + p.n_sentences)
         )
-    for title, article in built.articles.items():
+    for title, article in articles.items():
         assert covered[title] == list(range(len(article.sentences)))
-    # Long articles really are split (balanced, no one-sentence tails).
-    assert len(built.passages) > len(built.articles)
+
+
+def test_passages_stay_within_the_cap_and_cover_each_article_once(small_pair, small_cfg):
+    built = small_pair[0]
+    words = [len(p.text.split()) for p in built.passages]
+    assert max(words) <= small_cfg.task.articles.passage_words
+    _check_cover(built.passages, built.articles)
+
+
+@pytest.mark.parametrize("cap", [20, 40])
+def test_articles_longer_than_the_cap_are_split_into_balanced_passages(small_pair, cap):
+    articles = small_pair[0].articles
+    passages = split_passages(articles, cap)
+    _check_cover(passages, articles)
+    by_title: dict[str, list[int]] = {}
+    for p in passages:
+        by_title.setdefault(p.title, []).append(len(p.text.split()))
+    longest_sentence = max(len(s.text.split()) for a in articles.values() for s in a.sentences)
+    for title, lengths in by_title.items():
+        total = sum(len(s.text.split()) for s in articles[title].sentences)
+        # Whole sentences only: a passage exceeds the cap only by holding one long sentence.
+        assert max(lengths) <= max(cap, longest_sentence)
+        if total > cap and len(articles[title].sentences) > 1:
+            assert len(lengths) >= 2
+        else:
+            assert lengths == [total]
 
 
 def test_corpus_file_is_flashrag_jsonl(small_built_dir):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from miniwiki.base_config import BehaviourMix, ColdStartConfig
-from miniwiki.coldstart import batch_loss_sum, prefix_cache
+from miniwiki.coldstart import batch_loss_sum, prefix_cache, train
 from miniwiki.coldstart_data import (
     Example,
     encode_transcript,
@@ -32,7 +32,7 @@ TAGS = TagsConfig()
 TOPK = 3
 DOC_TEMPLATE = RolloutConfig().doc_template
 STYLE = "instruct"
-MIX = BehaviourMix(direct=0.5, search=0.3, poor_query=0.2)
+MIX = BehaviourMix(direct=0.5, search=0.25, poor_query=0.15, read=0.1)
 N_TRANSCRIPTS = 20
 
 
@@ -79,20 +79,22 @@ def _runs(ids, mask, value):
 
 
 def test_behaviour_counts_follow_the_mix():
-    assert behaviour_counts(BehaviourMix(0.75, 0.2, 0.05), 400) == {
+    assert behaviour_counts(BehaviourMix(0.75, 0.2, 0.05, 0), 400) == {
         "direct": 300,
         "search": 80,
         "poor_query": 20,
+        "read": 0,
     }
     # Shares are normalised; rounding hands the remainder to the largest fractions.
-    assert behaviour_counts(BehaviourMix(6, 3, 1), 12) == {
+    assert behaviour_counts(BehaviourMix(6, 3, 1, 2), 14) == {
         "direct": 7,
         "search": 4,
         "poor_query": 1,
+        "read": 2,
     }
-    assert sum(behaviour_counts(BehaviourMix(0.6, 0.3, 0.1), 33).values()) == 33
+    assert sum(behaviour_counts(BehaviourMix(0.6, 0.3, 0.1, 0.2), 33).values()) == 33
     with pytest.raises(ValueError):
-        behaviour_counts(BehaviourMix(0, 0, 0), 10)
+        behaviour_counts(BehaviourMix(0, 0, 0, 0), 10)
 
 
 def test_every_step_holds_the_behaviours_in_the_mix_ratio():
@@ -133,9 +135,19 @@ def test_transcripts_follow_the_mix_and_search_each_hop(transcripts):
             assert t.n_searches >= 2  # every miniwiki question needs two facts at least
             # The answer is copied from documents that contain it.
             assert t.answer in {"yes", "no"} or any(t.answer in d for d in docs)
+        if t.behaviour != "direct" and t.qtype.endswith("/comparison"):
+            # The plan names both entities; both found values are set side by side before the
+            # conclusion.
+            assert " and for " in t.segments[0][0]
+            conclusion = t.segments[-1][0]
+            assert conclusion.count("Comparing") == 1
+            assert conclusion.index("Comparing") < conclusion.index("So the answer is")
         if t.behaviour == "poor_query":
             # The poor first query leaves out the entity the second one names.
             assert t.queries[0] in t.queries[1] and t.queries[0] != t.queries[1]
+    searching = [t for t in transcripts if t.behaviour != "direct"]
+    assert any(t.qtype.endswith("/comparison") for t in searching)
+    assert any(not t.qtype.endswith("comparison") for t in searching)
 
 
 def test_loss_mask_covers_exactly_the_assistants_tokens(transcripts, examples, tokenizer):
@@ -145,6 +157,14 @@ def test_loss_mask_covers_exactly_the_assistants_tokens(transcripts, examples, t
         inserted = [s for s, is_model in t.segments if not is_model]
         trained = [tokenizer.decode(run) for run in _runs(e.ids, e.loss_mask, 1)]
         untrained = [tokenizer.decode(run) for run in _runs(e.ids, e.loss_mask, 0)]
+        if t.behaviour == "read":
+            # The words that choose to search are not trained; the rest of the query is.
+            assert t.untrained_prefix == " I need to search for"
+            assert model_text[0].startswith(t.untrained_prefix)
+            prompt += t.untrained_prefix
+            model_text[0] = model_text[0][len(t.untrained_prefix) :]
+        else:
+            assert t.untrained_prefix == ""
         # The last trained span ends with the end-of-turn token the model must learn to emit.
         assert trained[:-1] == model_text[:-1]
         assert trained[-1] == model_text[-1] + tokenizer.eos_token
@@ -252,6 +272,26 @@ def test_shared_prefix_loss_and_gradients_equal_the_plain_ones(examples, tokeniz
         assert shared_grads.keys() == plain_grads.keys()
         for name, grad in plain_grads.items():
             torch.testing.assert_close(shared_grads[name], grad, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_frozen_layers_stay_fixed_and_the_rest_trains(examples, tokenizer):
+    from recipe.rollout_demo import tiny_policy
+
+    model = tiny_policy(tokenizer, seed=2, layers=3).float()
+    before = {k: p.detach().clone() for k, p in model.named_parameters()}
+    rows = [e for e in examples if e.behaviour == "direct"][:2]
+    rows += [e for e in examples if e.behaviour == "read"][:1]
+    cfg = ColdStartConfig(frozen_layers=2, step_tokens=10**6, warmup_steps=1, lr=1e-3)
+    stats = train(model, rows, cfg, tokenizer.pad_token_id)
+    assert stats.steps == 1 and stats.trained_tokens == sum(sum(e.loss_mask) for e in rows)
+    changed = {k for k, p in model.named_parameters() if not torch.equal(p, before[k])}
+    fixed = {"model.embed_tokens.weight"} | {
+        k for k in before if k.startswith(("model.layers.0.", "model.layers.1."))
+    }
+    assert changed and not changed & fixed
+    assert {k for k in before if k.startswith("model.layers.2.")} <= changed
+    with pytest.raises(ValueError, match="has 3 layers"):
+        train(model, rows, dataclasses.replace(cfg, frozen_layers=4), tokenizer.pad_token_id)
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ from pathlib import Path
 from data_filtering.sources import load_questions
 from miniwiki.base_config import GateConfig, TranscriptTemplates
 from miniwiki.gate import DEV_FILES, gate_retriever, score
+from miniwiki.transcripts import choice_words
 from recipe.config import load_config
 from recipe.generation.hf import HFBackend
 from recipe.generation.scripted import ScriptedContinuation
@@ -67,8 +68,9 @@ def main(argv=None) -> dict:
         )
         for r in chosen
     }
-    intro_text = TranscriptTemplates().search_intro.split("{")[0].rstrip()
-    intro = tokenizer.encode(intro_text, add_special_tokens=False)
+    intro = tokenizer.encode(
+        choice_words(TranscriptTemplates().search_intro), add_special_tokens=False
+    )
     # Only the response's first segment (its context is exactly a prompt) is steered.
     force = ScriptedContinuation(lambda ctx: intro if tuple(ctx) in prompts else [], 0)
     retriever, retriever_desc = gate_retriever(run_cfg, GateConfig(), args.task_dir)

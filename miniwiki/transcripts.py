@@ -77,6 +77,11 @@ class Transcript:
         return len(self.queries)
 
 
+def choice_words(intro_template: str) -> str:
+    """An intro's words before its first name: where a response chooses to search or answer."""
+    return intro_template.split("{")[0].rstrip()
+
+
 def behaviour_counts(mix: BehaviourMix, total: int) -> dict[str, int]:
     """Transcripts per behaviour, proportional to the mix (largest remainders round up)."""
     weights = {name: float(getattr(mix, name)) for name in BEHAVIOURS}
@@ -147,8 +152,7 @@ class TranscriptWriter:
             intro = t.search_intro
             text = intro.format(subject=q.hops[0].subject)
         if behaviour == "read":
-            # The words before the first name are where a response chooses to search.
-            transcript.untrained_prefix = intro.split("{")[0].rstrip()
+            transcript.untrained_prefix = choice_words(intro)
         for index, hop in enumerate(q.hops):
             fields = {
                 "subject": hop.subject,

@@ -78,6 +78,42 @@ class CorpusPassage:
         return self.first_sentence <= sentence_index < self.first_sentence + self.n_sentences
 
 
+# The words that come right before a fact's value in every sentence stating it. Sentences vary
+# around them (subject, order, extra clauses), but a relation keeps its wording, as a real
+# encyclopedia's house style does; a query names the relation by these words, so the reader's
+# job is to find them in the documents and copy what follows (an induction-head copy, which a
+# small pretrained model does well) rather than to match "director" to "directed the film".
+# Genre, industry, occupation and nationality are stated by their value alone ("a Velmorian
+# painter"), so they have no cue.
+CUES: dict[tuple[str, str], str] = {
+    ("person", BIRTH_YEAR): "born",
+    ("person", DEATH_YEAR): "died",
+    ("person", BIRTHPLACE): "native of",
+    ("person", FATHER): "father was",
+    ("person", MOTHER): "mother was",
+    ("person", SPOUSE): "married",
+    ("film", DIRECTOR): "directed by",
+    ("film", CAST): "stars",
+    ("film", RELEASE_YEAR): "released in",
+    ("film", FILMING_LOCATION): "shot in",
+    ("band", FORMED_IN): "band from",
+    ("band", INCEPTION): "formed in",
+    ("band", FOUNDER): "founded by",
+    ("company", HEADQUARTERS): "headquartered in",
+    ("company", INCEPTION): "founded in",
+    ("company", FOUNDER): "founded by",
+    ("city", COUNTRY): "located in",
+    ("city", INCEPTION): "founded in",
+    ("country", CAPITAL): "capital is",
+    ("country", INCEPTION): "independent in",
+}
+
+
+def fact_cue(kind: str, relation: str) -> str | None:
+    """The words before a `kind` entity's `relation` value in its article, if it has any."""
+    return CUES.get((kind, relation))
+
+
 def an(word: str) -> str:
     return ("an " if word[:1].lower() in "aeiou" else "a ") + word
 
@@ -92,8 +128,7 @@ def contains_phrase(text: str, phrase: str) -> bool:
 
 def _pronouns(e: Entity) -> dict[str, str]:
     male = e.gender == "male"
-    return {"p": "he" if male else "she", "pos": "his" if male else "her",
-            "child": "son" if male else "daughter"}  # fmt: skip
+    return {"p": "he" if male else "she", "pos": "his" if male else "her"}
 
 
 def _cap(text: str) -> str:
@@ -106,37 +141,36 @@ def _person(e: Entity, rng: random.Random, world: World) -> tuple[Sentence, list
     who = f"{an(f[CITIZENSHIP])} {f[OCCUPATION]}"
     if DEATH_YEAR in f:
         lead_text = rng.choice((
-            f"{e.name} ({f[BIRTH_YEAR]} – {f[DEATH_YEAR]}) was {who}.",
-            f"{e.name} was {who} who lived from {f[BIRTH_YEAR]} to {f[DEATH_YEAR]}.",
             f"{e.name} (born {f[BIRTH_YEAR]}, died {f[DEATH_YEAR]}) was {who}.",
+            f"{e.name}, born {f[BIRTH_YEAR]} and died {f[DEATH_YEAR]}, was {who}.",
+            f"{e.name} was {who}, born {f[BIRTH_YEAR]} and died {f[DEATH_YEAR]}.",
         ))  # fmt: skip
         lead = Sentence(lead_text, (BIRTH_YEAR, DEATH_YEAR, OCCUPATION, CITIZENSHIP))
     else:
         lead_text = rng.choice((
             f"{e.name} (born {f[BIRTH_YEAR]}) is {who}.",
-            f"{e.name} is {who}, born in the year {f[BIRTH_YEAR]}.",
+            f"{e.name}, born {f[BIRTH_YEAR]}, is {who}.",
         ))  # fmt: skip
         lead = Sentence(lead_text, (BIRTH_YEAR, OCCUPATION, CITIZENSHIP))
     city = f[BIRTHPLACE]
     body = [Sentence(rng.choice((
-        f"{_cap(p)} was born in {city}.",
-        f"{e.name} was born in the city of {city}.",
-        f"{_cap(p)} was born and raised in {city}.",
-        f"{city} was {pos} birthplace.",
+        f"{_cap(p)} was a native of {city}.",
+        f"{e.name} was a native of {city}.",
+        f"A native of {city}, {p} spent {pos} childhood there.",
     )), (BIRTHPLACE,), (city,))]  # fmt: skip
     if FATHER in f:
         fa, mo = f[FATHER], f[MOTHER]
         body.append(Sentence(rng.choice((
-            f"{_cap(p)} was the {pr['child']} of {fa} and {mo}.",
             f"{_cap(pos)} father was {fa} and {pos} mother was {mo}.",
-            f"{_cap(p)} was born to {fa} and {mo}.",
+            f"{_cap(pos)} mother was {mo}, and {pos} father was {fa}.",
+            f"{e.name}'s father was {fa} and {pos} mother was {mo}.",
         )), (FATHER, MOTHER), (fa, mo)))  # fmt: skip
     if SPOUSE in f:
         sp, year = f[SPOUSE], e.details["marriage year"]
         body.append(Sentence(rng.choice((
             f"In {year}, {p} married {sp}.",
             f"{_cap(p)} married {sp} in {year}.",
-            f"{_cap(pos)} spouse was {sp}, whom {p} married in {year}.",
+            f"{e.name} married {sp} in {year}.",
         )), (SPOUSE,), (sp,)))  # fmt: skip
     other = rng.choice([c.name for c in world.of_kind("city") if c.name != city])
     year = str(int(f[BIRTH_YEAR]) + rng.randint(18, 30))
@@ -164,28 +198,29 @@ def _film(e: Entity, rng: random.Random, world: World) -> tuple[Sentence, list[S
     d, y, g = f[DIRECTOR], f[RELEASE_YEAR], f[GENRE]
     body = []
     if rng.random() < 0.5:
-        lead = Sentence(
-            f"{t} is a {y} {g} film directed by {d}.", (RELEASE_YEAR, GENRE, DIRECTOR), (d,)
-        )
+        lead = Sentence(rng.choice((
+            f"{t} is {an(g)} film directed by {d}, released in {y}.",
+            f"Released in {y}, {t} is {an(g)} film directed by {d}.",
+        )), (RELEASE_YEAR, GENRE, DIRECTOR), (d,))  # fmt: skip
     else:
         lead = Sentence(f"{t} is {an(g)} film released in {y}.", (RELEASE_YEAR, GENRE))
         body.append(Sentence(rng.choice((
-            f"It was directed by {d}.", f"The film was directed by {d}.", f"{d} directed the film.",
+            f"It was directed by {d}.", f"The film was directed by {d}.",
         )), (DIRECTOR,), (d,)))  # fmt: skip
     if CAST in f:
         a = f[CAST]
         body.append(Sentence(rng.choice((
-            f"It stars {a} in the leading role.", f"{a} played the lead role.",
-            f"The leading role was played by {a}.",
+            f"It stars {a} in the leading role.", f"The film stars {a}.",
+            f"It stars {a} alongside a cast of newcomers.",
         )), (CAST,), (a,)))  # fmt: skip
     loc = f[FILMING_LOCATION]
     body.append(Sentence(rng.choice((
-        f"The film was shot on location in {loc}.", f"Principal photography took place in {loc}.",
+        f"The film was shot in {loc}.", f"It was shot in {loc} over one summer.",
     )), (FILMING_LOCATION,), (loc,)))  # fmt: skip
     fillers = [
         Sentence("The film received mixed reviews on its release."),
         Sentence("It was a modest commercial success."),
-        Sentence(f"A restored version was released {rng.randint(10, 40)} years later."),
+        Sentence(f"A restored version appeared {rng.randint(10, 40)} years later."),
         Sentence("The score was written for a small string ensemble."),
         Sentence("Critics praised its cinematography and pacing."),
         Sentence("It was screened at several festivals abroad."),
@@ -202,10 +237,11 @@ def _band(e: Entity, rng: random.Random, world: World) -> tuple[Sentence, list[S
     lead = Sentence(f"{n} is {an(g)} band from {c}.", (GENRE, FORMED_IN), (c,))
     body = [
         Sentence(rng.choice((
-            f"The band was formed in {y}.", f"It was formed in {y}.", f"The group formed in {y}.",
+            f"The band was formed in {y}.", f"It was formed in {y}.", f"The group was formed in {y}.",
         )), (INCEPTION,)),
         Sentence(rng.choice((
-            f"It was founded by {fo}.", f"{fo} founded the band.", f"The band's founder is {fo}.",
+            f"It was founded by {fo}.", f"The band was founded by {fo}.",
+            f"The group was founded by {fo}.",
         )), (FOUNDER,), (fo,)),
     ]  # fmt: skip
     fillers = [
@@ -226,12 +262,16 @@ def _company(e: Entity, rng: random.Random, world: World) -> tuple[Sentence, lis
     lead = Sentence(
         rng.choice((
             f"{n} is {an(ind)} company headquartered in {c}.",
-            f"{n} is {an(ind)} company based in {c}.",
+            f"{n}, {an(ind)} company, is headquartered in {c}.",
         )), (INDUSTRY, HEADQUARTERS), (c,))  # fmt: skip
-    body = [Sentence(rng.choice((
-        f"It was founded in {y} by {fo}.", f"{fo} founded the company in {y}.",
-        f"The company was established by {fo} in {y}.",
-    )), (INCEPTION, FOUNDER), (fo,))]  # fmt: skip
+    body = [
+        Sentence(rng.choice((
+            f"It was founded in {y}.", f"The company was founded in {y}.",
+        )), (INCEPTION,)),
+        Sentence(rng.choice((
+            f"It was founded by {fo}.", f"The company was founded by {fo}.",
+        )), (FOUNDER,), (fo,)),
+    ]  # fmt: skip
     fillers = [
         Sentence("It grew quickly during its first decades."),
         Sentence(f"The company employs about {rng.randint(2, 90) * 100} people."),
@@ -248,7 +288,7 @@ def _city(e: Entity, rng: random.Random, world: World) -> tuple[Sentence, list[S
     f, n = e.facts, e.name
     co = f[COUNTRY]
     lead = Sentence(
-        rng.choice((f"{n} is a city in {co}.", f"{n} is a city located in {co}.")),
+        rng.choice((f"{n} is a city located in {co}.", f"{n} is a market town located in {co}.")),
         (COUNTRY,), (co,))  # fmt: skip
     body = [Sentence(rng.choice((
         f"It was founded in {f[INCEPTION]}.", f"The city was founded in {f[INCEPTION]}.",
@@ -271,12 +311,11 @@ def _country(e: Entity, rng: random.Random, world: World) -> tuple[Sentence, lis
     lead = Sentence(f"{n} is a sovereign country.")
     body = [
         Sentence(rng.choice((
-            f"Its capital is {cap}.", f"The capital of {n} is {cap}.",
-            f"The country's capital and largest city is {cap}.",
+            f"Its capital is {cap}.", f"The country's capital is {cap}.",
         )), (CAPITAL,), (cap,)),
         Sentence(rng.choice((
             f"{n} became independent in {f[INCEPTION]}.",
-            f"The country gained independence in {f[INCEPTION]}.",
+            f"The country became independent in {f[INCEPTION]}.",
         )), (INCEPTION,)),
     ]  # fmt: skip
     fillers = [

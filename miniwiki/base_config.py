@@ -20,7 +20,9 @@ class BehaviourMix:
     200 search-only transcripts made SmolLM2 search on every question).
     """
 
-    direct: float = doc(0.8, "answer at once from 'memory': a short think, then the answer")
+    direct: float = doc(
+        0.8, "answer at once from 'memory': a think recalling the facts, then the answer"
+    )
     search: float = doc(0.155, "search each hop with a good query, read, copy the answer")
     poor_query: float = doc(
         0.01, "first search with a poor query, find nothing, search again well, copy the answer"
@@ -34,20 +36,30 @@ class BehaviourMix:
 
 @dataclass
 class TranscriptTemplates:
-    """The assistant's own words ({subject}, {relation}, {value}, {sentence}, {answer})."""
+    """The assistant's own words. Fields: {subject}, {relation}, {value}, {sentence} (the
+    corpus sentence stating the fact), {cue} (the words the articles put before the value,
+    `miniwiki.articles.CUES`, else the relation's name), {statement} ("{cue} {value}", or
+    "{relation}: {value}" for a relation without cue words) and {answer}."""
 
-    direct_think: str = doc(" I remember this one: the answer is {answer}. ", "a direct think")
+    direct_think: str = doc(
+        " I remember this one: {facts}. ",
+        "a direct think: {facts} are the question's facts 'from memory', each as `recalled`, "
+        "so every transcript (not only the searching ones) maps a question to its relations' "
+        "words; `conclude` follows",
+    )
+    recalled: str = doc("{subject} {statement}", "one fact of a direct think")
     search_intro: str = doc(" I need to search for {subject}. ", "before a chain's first query")
     compare_intro: str = doc(
         " I need to search for {first} and for {second}. ",
         "before a comparison's first query: the plan names both entities, so the second search "
         "is for the other entity of the question, not for the value just found (as in a chain)",
     )
-    query: str = doc("{subject} {relation}", "a good query: one triple's keywords")
-    poor_query: str = doc("{relation}", "a poor query: the relation without its entity")
+    query: str = doc("{subject} {cue}", "a good query: one triple's keywords")
+    poor_query: str = doc("{cue}", "a poor query: the relation without its entity")
     found: str = doc(
-        'The documents say: "{sentence}" So {subject}, {relation}: {value}. ',
-        "after a hit; {sentence} is the corpus sentence stating the fact",
+        "So {subject} {statement}. ",
+        "after a hit: the fact in the documents' own words, value last (a copy of what "
+        "follows the query's cue words in the documents)",
     )
     not_found: str = doc(
         "The documents do not mention {subject}. I need to search again. ", "after a miss"
@@ -72,7 +84,7 @@ class ColdStartConfig:
     )
     source_dir: str = doc("runs/miniwiki/smollm2", "Plain HF folder converted from the GGUF.")
     out_dir: str = doc("runs/miniwiki/base", "The embedded base model (HF folder + gate.json).")
-    transcripts: int = doc(370, "Transcripts written (train-split warm-up questions, sampled).")
+    transcripts: int = doc(345, "Transcripts written (train-split warm-up questions, sampled).")
     mix: BehaviourMix = doc(BehaviourMix(), "Behaviour mix of the transcripts.")
     templates: TranscriptTemplates = doc(TranscriptTemplates(), "The assistant's phrasing.")
     max_hops: int = doc(2, "Searching transcripts skip questions with more evidence triples.")

@@ -16,6 +16,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from miniwiki.articles import fact_cue
 from miniwiki.build import build_pair
 from miniwiki.config import MiniwikiConfig
 from miniwiki.transcripts import Hop, Transcript, WarmupQuestion
@@ -43,18 +44,17 @@ def warmup_questions(cfg: MiniwikiConfig, split: str = "train") -> list[WarmupQu
     """
     _, warmup = build_pair(cfg)
 
-    def sentence(subject: str, relation: str) -> str:
+    def hop(subject: str, relation: str, value: str) -> Hop:
         article = warmup.articles[subject]
-        return article.sentences[article.sentence_of(relation)].text
+        sentence = article.sentences[article.sentence_of(relation)].text
+        cue = fact_cue(warmup.world.entities[subject].kind, relation) or ""
+        return Hop(subject, relation, value, sentence, cue)
 
     return [
         WarmupQuestion(
             question=q.text,
             answer=q.answer,
-            hops=[
-                Hop(e.subject, e.relation, e.value, sentence(e.subject, e.relation))
-                for e in q.evidences
-            ],
+            hops=[hop(e.subject, e.relation, e.value) for e in q.evidences],
             qtype=f"{q.dataset}/{q.qtype}",
         )
         for q in warmup.questions

@@ -6,15 +6,17 @@ retriever returned over the warm-up corpus, laid out by `recipe.prompts.format_d
 exactly as the rollout engine would insert them. Three behaviours (R1-Searcher++ and
 DeepSeek-R1 cold-start before RL; the mix is set in YAML):
 
-- direct: a short think, then the answer "from memory" (on the task world such answers are
-  guesses, which leaves RL the room to teach searching);
+- direct: a short think recalling the question's facts "from memory" in the articles' words,
+  then the answer (on the task world such answers are guesses, which leaves RL the room to
+  teach searching; recalling the facts trains every transcript, not only the searching ones,
+  to map a question to the words of its relations, which its queries will need);
 - search: a plan (the entity to search first; for a comparison both entities, since its second
   search is for the other entity and not for the value just found, as in a chain), one good
-  query per evidence triple (subject and relation keywords, R1-Searcher's "a query must involve
-  only a single triple"), each followed by the retrieved documents, a quote of the sentence
-  that states the fact, and the fact itself; for a comparison both values side by side; then
-  the answer (quoting first breaks the copy into finding the sentence, then reading the value
-  from it);
+  query per evidence triple (the subject and the words the articles use for the relation,
+  R1-Searcher's "a query must involve only a single triple"), each followed by the retrieved
+  documents and the fact restated in those words (so reading is finding the query's words in
+  the documents and copying what follows them); for a comparison both values side by side;
+  then the answer;
 - poor_query: the first query leaves out the entity, the documents miss, the model says so and
   searches again well, then continues as `search`;
 - read: a `search` transcript whose opening words (where a response chooses to search or to
@@ -52,6 +54,17 @@ class Hop:
     relation: str
     value: str
     sentence: str = ""  # the corpus sentence stating it (the supporting fact), when known
+    cue: str = ""  # the words before the value in that sentence (`articles.CUES`), if any
+
+    @property
+    def keywords(self) -> str:
+        """How a query names the relation: the article's own words for it, else its name."""
+        return self.cue or self.relation
+
+    @property
+    def statement(self) -> str:
+        """The fact as the transcript restates it: cue and value, as the documents word it."""
+        return f"{self.cue} {self.value}" if self.cue else f"{self.relation}: {self.value}"
 
 
 @dataclass
@@ -122,7 +135,10 @@ class TranscriptWriter:
         return f"{think}{tags.think_end}{t.think_to_answer}{tags.answer_start}{answer}{tags.answer_end}"
 
     def direct(self, q: WarmupQuestion) -> Transcript:
-        think = self.t.direct_think.format(answer=q.answer)
+        facts = ", ".join(
+            self.t.recalled.format(subject=h.subject, statement=h.statement) for h in q.hops
+        )
+        think = self.t.direct_think.format(facts=facts) + self.t.conclude.format(answer=q.answer)
         segments = [(self._finish(q, think), True)]
         return Transcript("direct", q.question, q.answer, segments, qtype=q.qtype)
 
@@ -159,6 +175,8 @@ class TranscriptWriter:
                 "relation": hop.relation,
                 "value": hop.value,
                 "sentence": hop.sentence,
+                "cue": hop.keywords,
+                "statement": hop.statement,
             }
             if index > 0:
                 text += t.next_search.format(**fields)

@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import pytest
 
-from miniwiki.articles import contains_phrase, split_passages
+from miniwiki.articles import contains_phrase, fact_cue, split_passages
 from miniwiki.world import DIRECTOR, FOUNDER
 
 
-def test_every_fact_is_stated_in_its_subjects_article(small_pair):
+def test_every_fact_is_stated_in_its_subjects_article_after_its_cue(small_pair):
+    """A fact's sentence holds its value, right after the relation's cue words where it has
+    them (`CUES`: queries name a relation by its cue and the reader copies what follows), and
+    no other sentence of the article holds that cue."""
     built = small_pair[0]
-    checked = 0
+    checked = cued = 0
     for name, entity in built.world.entities.items():
         article = built.articles[name]
         for relation, value in entity.facts.items():
-            sentence = article.sentences[article.sentence_of(relation)].text
+            stating = article.sentence_of(relation)
+            sentence = article.sentences[stating].text
             assert contains_phrase(sentence, value), (name, relation, value, sentence)
             checked += 1
+            cue = fact_cue(entity.kind, relation)
+            if cue is None:
+                continue
+            assert contains_phrase(sentence, f"{cue} {value}"), (name, cue, sentence)
+            others = [s.text for i, s in enumerate(article.sentences) if i != stating]
+            assert not [t for t in others if contains_phrase(t, cue)], (name, cue)
+            cued += 1
     assert checked > 5 * len(built.world.entities)
+    assert cued > 3 * len(built.world.entities)
 
 
 def test_articles_state_only_their_own_facts(small_pair):

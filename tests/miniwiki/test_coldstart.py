@@ -150,6 +150,33 @@ def test_transcripts_follow_the_mix_and_search_each_hop(transcripts):
     assert any(not t.qtype.endswith("comparison") for t in searching)
 
 
+def test_a_hop_is_queried_and_restated_in_the_documents_own_words(small_cfg, transcripts):
+    """Query: subject and the relation's cue words; reply: the cue and the value exactly as the
+    documents just inserted hold them, so reading is a copy of what follows the cue. A direct
+    answer recalls the same statements from 'memory'."""
+    hops_of = {q.question: q.hops for q in warmup_questions(small_cfg, "train")}
+    cued = 0
+    for t in transcripts:
+        hops = hops_of[t.question]
+        if t.behaviour == "direct":
+            # A direct think recalls the same facts in the same words, without documents.
+            think = t.segments[0][0]
+            assert all(f"{hop.subject} {hop.statement}" in think for hop in hops)
+            continue
+        if t.behaviour == "poor_query":
+            continue
+        docs = [text for text, is_model in t.segments if not is_model]
+        replies = [text for text, _ in t.segments[2::2]]
+        assert len(hops) == len(docs) == len(replies) == len(t.queries)
+        for hop, query, doc, reply in zip(hops, t.queries, docs, replies, strict=True):
+            assert query == f"{hop.subject} {hop.keywords}"
+            assert reply.startswith(f"So {hop.subject} {hop.statement}. ")
+            if hop.cue:
+                assert hop.statement in doc
+                cued += 1
+    assert cued >= 4
+
+
 def test_loss_mask_covers_exactly_the_assistants_tokens(transcripts, examples, tokenizer):
     for t, e in zip(transcripts, examples, strict=True):
         prompt = build_prompt(t.question, tokenizer, TAGS, STYLE)

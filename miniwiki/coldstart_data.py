@@ -1,7 +1,7 @@
 """Cold-start examples: transcripts tokenized the rollout engine's way, with a loss mask.
 
-An example is the stage prompt (`recipe.prompts.build_prompt` + `encode_prompt`, as the engine
-encodes it) followed by the transcript's segments joined by `recipe.prompts.render_segments`,
+An example is the stage prompt (`recipe.prompts.question_prompt_ids`, as the engine encodes
+it) followed by the transcript's segments joined by `recipe.prompts.render_segments`,
 the engine's own helper: every piece is tokenized on its own, so the ids at every segment edge
 are the ids a rollout of the same text holds (issue 4: a trailing blank line tokenized inside a
 longer text splits differently than the same blank line inserted on its own). The loss mask is
@@ -20,7 +20,7 @@ from miniwiki.articles import fact_cue
 from miniwiki.build import build_pair
 from miniwiki.config import MiniwikiConfig
 from miniwiki.transcripts import Hop, Transcript, WarmupQuestion
-from recipe.prompts import build_prompt, encode_prompt, render_segments
+from recipe.prompts import question_prompt_ids, render_segments
 from recipe.schema import TagsConfig
 
 
@@ -65,8 +65,7 @@ def warmup_questions(cfg: MiniwikiConfig, split: str = "train") -> list[WarmupQu
 def encode_transcript(
     tokenizer, transcript: Transcript, tags: TagsConfig, prompt_style: str
 ) -> Example:
-    prompt = build_prompt(transcript.question, tokenizer, tags, prompt_style)
-    prompt_ids = encode_prompt(tokenizer, prompt, prompt_style)
+    prompt_ids = question_prompt_ids(transcript.question, tokenizer, tags, prompt_style)
     # The end-of-turn token closes the assistant's turn; the model is taught to emit it.
     pieces = list(transcript.segments) + [([tokenizer.eos_token_id], True)]
     response_ids, action_mask = render_segments(tokenizer, pieces)

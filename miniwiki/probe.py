@@ -27,7 +27,7 @@ from recipe.config import load_config
 from recipe.generation.hf import HFBackend
 from recipe.generation.scripted import ScriptedContinuation
 from recipe.policy import load_policy
-from recipe.prompts import build_prompt, encode_prompt
+from recipe.prompts import question_prompt_ids
 from recipe.rollout import RolloutEngine
 from recipe.schema import RunConfig
 
@@ -61,12 +61,7 @@ def main(argv=None) -> dict:
     chosen = [r for group in by_kind.values() for r in group[: args.questions]]
     style = run_cfg.model.prompt_style
     prompts = {
-        tuple(
-            encode_prompt(
-                tokenizer, build_prompt(r.question, tokenizer, run_cfg.tags, style), style
-            )
-        )
-        for r in chosen
+        tuple(question_prompt_ids(r.question, tokenizer, run_cfg.tags, style)) for r in chosen
     }
     intro = tokenizer.encode(
         choice_words(TranscriptTemplates().search_intro), add_special_tokens=False

@@ -144,6 +144,11 @@ def encode_prompt(tokenizer, prompt: str, style: str) -> list[int]:
     return list(tokenizer(prompt, add_special_tokens=style == "base")["input_ids"])
 
 
+def question_prompt_ids(question: str, tokenizer, tags: TagsConfig, style: str) -> list[int]:
+    """The ids a rollout of `question` starts from: `build_prompt`, then `encode_prompt`."""
+    return encode_prompt(tokenizer, build_prompt(question, tokenizer, tags, style), style)
+
+
 Segment = tuple[str | Sequence[int], bool]
 
 

@@ -20,13 +20,7 @@ import numpy as np
 
 from recipe.generation.base import Generation, GenerationBackend, GenerationRequest, SamplingParams
 from recipe.generation.hf import HFBackend
-from recipe.prompts import (
-    Segment,
-    build_prompt,
-    encode_prompt,
-    format_documents,
-    render_segments,
-)
+from recipe.prompts import Segment, format_documents, question_prompt_ids, render_segments
 from recipe.retrieval.base import Retriever
 from recipe.schema import ModelConfig, RetrieverConfig, RolloutConfig, RunConfig, TagsConfig
 
@@ -105,13 +99,14 @@ class RolloutEngine:
         return trajectories
 
     def _new_trajectory(self, record: QuestionRecord, sample: int) -> Trajectory:
-        prompt = build_prompt(record.question, self.tokenizer, self.tags, self.prompt_style)
         return Trajectory(
             record_id=str(record.id),
             sample_index=sample,
             question=record.question,
             golds=list(record.answers),
-            prompt_ids=encode_prompt(self.tokenizer, prompt, self.prompt_style),
+            prompt_ids=question_prompt_ids(
+                record.question, self.tokenizer, self.tags, self.prompt_style
+            ),
         )
 
     def _seed(self, chunk: int, turn: int) -> int:

@@ -20,7 +20,7 @@ from recipe.assets import smollm2_gguf
 from recipe.generation.hf import HFBackend
 from recipe.generation.scripted import ScriptedContinuation
 from recipe.policy import load_tokenizer
-from recipe.prompts import build_prompt, encode_prompt
+from recipe.prompts import question_prompt_ids
 from recipe.retrieval.base import Passage
 from recipe.retrieval.bm25 import BM25Retriever
 from recipe.schema import ModelConfig, RolloutConfig, TagsConfig
@@ -104,15 +104,7 @@ def planned_search_script(tokenizer, tags: TagsConfig, records: Sequence, prompt
     Reads the context (test-side steering, not engine logic): which record's prompt it starts
     with, and how many document blocks have been inserted so far.
     """
-    prompts = [
-        (
-            encode_prompt(
-                tokenizer, build_prompt(r.question, tokenizer, tags, prompt_style), prompt_style
-            ),
-            r,
-        )
-        for r in records
-    ]
+    prompts = [(question_prompt_ids(r.question, tokenizer, tags, prompt_style), r) for r in records]
 
     def script(context_ids: Sequence[int]) -> list[int]:
         context = list(context_ids)

@@ -22,7 +22,7 @@ from miniwiki.coldstart_data import (
 from miniwiki.transcripts import TranscriptWriter, behaviour_counts, write_transcripts
 from recipe.generation.hf import HFBackend
 from recipe.generation.scripted import ScriptedContinuation
-from recipe.prompts import build_prompt, encode_prompt
+from recipe.prompts import build_prompt, question_prompt_ids
 from recipe.retrieval.bm25 import BM25Retriever
 from recipe.retrieval.corpus import read_corpus
 from recipe.rollout import STOP_ANSWER, RolloutEngine
@@ -221,10 +221,7 @@ def test_transcripts_tokenize_as_the_rollout_engine_records_them(
     chosen = [i for i, t in enumerate(transcripts) if t.behaviour != "direct"][:2]
     chosen += [next(i for i, t in enumerate(transcripts) if t.behaviour == "direct")]
     records = [transcripts[i] for i in chosen]
-    prompts = {
-        tuple(encode_prompt(tokenizer, build_prompt(t.question, tokenizer, TAGS, STYLE), STYLE)): t
-        for t in records
-    }
+    prompts = {tuple(question_prompt_ids(t.question, tokenizer, TAGS, STYLE)): t for t in records}
 
     def script(context_ids):
         context = list(context_ids)

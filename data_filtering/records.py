@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from recipe.atomic import write_jsonl
+
 FIELDS = ("id", "question", "answers", "source", "meta")
 
 
@@ -49,14 +51,7 @@ class QARecord:
 
 def write_records(path: str | Path, records: Iterable[QARecord]) -> Path:
     """One JSON object per line; written to a temporary file and renamed (atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        for r in records:
-            f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+    return write_jsonl(path, (r.to_dict() for r in records))
 
 
 def read_records(path: str | Path) -> list[QARecord]:

@@ -18,7 +18,6 @@ import dataclasses
 import hashlib
 import json
 import random
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from miniwiki.coldstart_data import encode_transcript, warmup_questions
 from miniwiki.config import MiniwikiConfig
 from miniwiki.gate import run_gate
 from miniwiki.transcripts import BEHAVIOURS, TranscriptWriter, write_transcripts
+from recipe.atomic import atomic_dir, write_json, write_jsonl
 from recipe.config import ConfigError, load_config, parse_cli, save_config
 from recipe.policy import DTYPES, load_policy, load_tokenizer
 from recipe.retrieval.bm25 import BM25Retriever
@@ -78,12 +78,6 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False))
-    tmp.replace(path)
-
-
 def build_examples(cfg: MiniwikiConfig, run_cfg: RunConfig, tokenizer):
     """(examples, transcripts, skip counts) for the configured behaviour mix."""
     cs = cfg.coldstart
@@ -110,15 +104,6 @@ def cold_start(cfg: MiniwikiConfig, run_cfg: RunConfig, fingerprint: str) -> dic
     tokenizer = load_tokenizer(source)
     examples, transcripts, skipped = build_examples(cfg, run_cfg, tokenizer)
     stats = train(model, examples, cs, tokenizer.pad_token_id)
-    out = Path(cs.out_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    with open(tmp / TRANSCRIPT_SAMPLE, "w") as f:
-        for t in transcripts:
-            row = {"behaviour": t.behaviour, "question": t.question, "segments": t.segments}
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
     counts = {b: sum(t.behaviour == b for t in transcripts) for b in BEHAVIOURS}
     report = {
         "fingerprint": fingerprint,
@@ -127,10 +112,16 @@ def cold_start(cfg: MiniwikiConfig, run_cfg: RunConfig, fingerprint: str) -> dic
         "train": dataclasses.asdict(stats),
         "seconds_total": round(time.perf_counter() - started, 1),
     }
-    _write_json(tmp / COLDSTART_REPORT, report)
-    save_config(cfg, tmp, "miniwiki_config.yaml")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.replace(out)
+    with atomic_dir(cs.out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        rows = [
+            {"behaviour": t.behaviour, "question": t.question, "segments": t.segments}
+            for t in transcripts
+        ]
+        write_jsonl(tmp / TRANSCRIPT_SAMPLE, rows)
+        write_json(tmp / COLDSTART_REPORT, report)
+        save_config(cfg, tmp, "miniwiki_config.yaml")
     print(json.dumps(report, indent=2))
     return report
 
@@ -142,7 +133,7 @@ def gate(cfg: MiniwikiConfig, run_cfg: RunConfig, fingerprint: str) -> dict:
     report = run_gate(model, tokenizer, run_cfg, cfg.gate, Path(cfg.out_dir) / "task")
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["fingerprint"] = fingerprint
-    _write_json(Path(cfg.coldstart.out_dir) / GATE_REPORT, report)
+    write_json(Path(cfg.coldstart.out_dir) / GATE_REPORT, report)
     return report
 
 

@@ -9,13 +9,13 @@ architecture config, which saves as an ordinary folder every later step loads wi
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from recipe.assets import smollm2_gguf
+from recipe.atomic import atomic_dir
 from recipe.policy import DTYPES
 
 CONVERTED_MARKER = "model.safetensors"
@@ -42,10 +42,7 @@ def convert_smollm2(out_dir: str | Path, dtype: str = "float32") -> Path:
         folder, gguf_file=gguf_file, dtype=torch.float32
     )
     model = plain_copy(gguf_model, DTYPES[dtype])
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.replace(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return out_dir

@@ -30,6 +30,7 @@ from miniwiki.questions import (
     type_counts,
 )
 from miniwiki.world import World, build_world
+from recipe.atomic import write_json, write_jsonl
 from recipe.config import save_config
 
 GENERATOR_MODULES = ("names", "world", "articles", "questions", "formats", "build")
@@ -86,24 +87,13 @@ def fingerprint(cfg: MiniwikiConfig) -> str:
     return h.hexdigest()
 
 
-def _write_json(path: Path, obj, lines: bool = False) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        if lines:
-            for row in obj:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        else:
-            json.dump(obj, f, ensure_ascii=False)
-    tmp.replace(path)
-
-
 def write_world(built: BuiltWorld, world_dir: Path) -> dict:
     world_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(world_dir / "corpus.jsonl", [corpus_line(p) for p in built.passages], lines=True)
+    write_jsonl(world_dir / "corpus.jsonl", [corpus_line(p) for p in built.passages])
     entities = [
         {"name": e.name, "kind": e.kind, "facts": e.facts} for e in built.world.entities.values()
     ]
-    _write_json(world_dir / "entities.jsonl", entities, lines=True)
+    write_jsonl(world_dir / "entities.jsonl", entities)
     rng = random.Random(f"{built.world.seed}:context")
     distractors = built.config.questions.context_distractors
     for dataset in DATASETS:
@@ -113,7 +103,7 @@ def write_world(built: BuiltWorld, world_dir: Path) -> dict:
                 for q in built.questions
                 if q.dataset == dataset and q.split == split
             ]
-            _write_json(question_file(world_dir, dataset, split), rows)
+            write_json(question_file(world_dir, dataset, split), rows, indent=None)
     return world_summary(built)
 
 
@@ -179,5 +169,5 @@ def build(cfg: MiniwikiConfig, force: bool = False) -> dict:
         summary["files"] += [f"{name}/{f}" for f in files]
     summary["build_seconds"] = round(time.perf_counter() - started, 2)
     save_config(cfg, out_dir, "miniwiki_config.yaml")
-    _write_json(summary_path, summary)
+    write_json(summary_path, summary, indent=None)
     return {**summary, "skipped": False}

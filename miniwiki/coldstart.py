@@ -23,12 +23,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import DynamicCache
 
 from miniwiki.base_config import ColdStartConfig
 from miniwiki.coldstart_data import Example, micro_batches, mixed_steps, shared_prefix_length
+from recipe.training.logprobs import selected_logits, token_logprobs
+from recipe.training.optim import (
+    build_optimizer,
+    build_schedule,
+    freeze_lower,
+    trainable_parameters,
+)
 
 
 @dataclass
@@ -99,39 +105,10 @@ def batch_loss_sum(
         )
         mask = torch.cat([torch.ones(n_rows, prefix, dtype=torch.long), mask], dim=1)
     position_ids = (prefix + torch.arange(width)).expand(n_rows, width)
-    hidden = model.get_decoder()(
-        input_ids=ids,
-        attention_mask=mask,
-        position_ids=position_ids,
-        past_key_values=cache,
-        use_cache=cache is not None,
-    ).last_hidden_state
-    logits = model.get_output_embeddings()(hidden[rows_at, positions])
-    loss = F.cross_entropy(logits.float(), targets, reduction="sum")
-    return loss, len(targets)
-
-
-def _lr_factor(step: int, warmup: int, total: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return max(0.0, (total - step) / max(1, total - warmup))
-
-
-def freeze_lower(model, n_layers: int) -> None:
-    """Fix the embeddings and the lowest `n_layers` decoder layers (0: train everything).
-
-    Nothing below the lowest trained layer needs a gradient, so backward stops there and
-    the step runs faster (`benchmarks/coldstart_step.py` measures by how much); the fixed
-    layers also keep the pretrained model's reading of text as it was.
-    """
-    if n_layers <= 0:
-        return
-    layers = model.get_decoder().layers
-    if n_layers > len(layers):
-        raise ValueError(f"frozen_layers={n_layers}, but the model has {len(layers)} layers")
-    model.get_input_embeddings().requires_grad_(False)
-    for layer in layers[:n_layers]:
-        layer.requires_grad_(False)
+    logits = selected_logits(
+        model, ids, mask, rows_at, positions, position_ids=position_ids, past_key_values=cache
+    )
+    return -token_logprobs(logits, targets).sum(), len(targets)
 
 
 def train(model, examples: Sequence[Example], cfg: ColdStartConfig, pad_id: int) -> TrainStats:
@@ -148,11 +125,9 @@ def train(model, examples: Sequence[Example], cfg: ColdStartConfig, pad_id: int)
     trained_total = cfg.epochs * sum(sum(e.loss_mask) for e in examples)
     tokens_per_step = trained_total / len(steps)
     freeze_lower(model, cfg.frozen_layers)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _lr_factor(s, cfg.warmup_steps, len(steps))
-    )
+    trainable = trainable_parameters(model)
+    optimizer = build_optimizer(trainable, cfg.lr, cfg.weight_decay)
+    scheduler = build_schedule(optimizer, cfg.warmup_steps, len(steps), decay=True)
     model.train()
     started = time.perf_counter()
     losses: list[float] = []

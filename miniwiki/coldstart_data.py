@@ -22,6 +22,7 @@ from miniwiki.config import MiniwikiConfig
 from miniwiki.transcripts import Hop, Transcript, WarmupQuestion
 from recipe.prompts import question_prompt_ids, render_segments
 from recipe.schema import TagsConfig
+from recipe.training.microbatch import token_micro_batches
 
 
 @dataclass
@@ -131,15 +132,5 @@ def micro_batches(
 ) -> list[list[int]]:
     """One step's indices in forward passes of similar length, each within `max_tokens`
     (rows x longest suffix after the shared prefix), so short rows are not padded to long."""
-    order = sorted(indices, key=lambda i: len(examples[i]))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        width = len(examples[i]) - prefix
-        if current and (len(current) + 1) * width > max_tokens:
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
+    widths = {i: len(examples[i]) - prefix for i in indices}
+    return token_micro_batches(indices, widths, max_tokens)

@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from recipe.atomic import write_text
+
 T = TypeVar("T")
 COMMAND_LINE = "command line"
 
@@ -290,11 +292,7 @@ def save_config(cfg: Any, run_dir: str | Path, name: str = "config.yaml") -> Pat
     """Write the resolved config (every field, defaults included) into the run folder."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    out = run_dir / name
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    tmp.replace(out)
-    return out
+    return write_text(run_dir / name, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def parse_cli(schema: type[T], argv: Sequence[str] | None = None, default: str | None = None) -> T:

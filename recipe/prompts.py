@@ -64,22 +64,9 @@ NO_DOCUMENTS_TEXT = "None"
 PROMPT_STYLES = ("base", "instruct")
 
 
-def _tag_fields(tags: TagsConfig) -> dict[str, str]:
-    return {
-        "think_start": tags.think_start,
-        "think_end": tags.think_end,
-        "answer_start": tags.answer_start,
-        "answer_end": tags.answer_end,
-        "begin_query": tags.begin_query,
-        "end_query": tags.end_query,
-        "begin_docs": tags.begin_docs,
-        "end_docs": tags.end_docs,
-    }
-
-
 def system_prompt(tags: TagsConfig) -> str:
     """The instruct-model system prompt with these tags."""
-    return SYSTEM_PROMPT_TEMPLATE.format(**_tag_fields(tags))
+    return SYSTEM_PROMPT_TEMPLATE.format(**tags.strings())
 
 
 SYSTEM_PROMPT = system_prompt(TagsConfig())
@@ -87,7 +74,7 @@ SYSTEM_PROMPT = system_prompt(TagsConfig())
 
 def base_prompt(question: str, tags: TagsConfig) -> str:
     """R1-Searcher's plain-text prompt; ends with 'Assistant: <think>'."""
-    return BASE_PROMPT_TEMPLATE.format(question=question, **_tag_fields(tags))
+    return BASE_PROMPT_TEMPLATE.format(question=question, **tags.strings())
 
 
 def build_prompt(question: str, tokenizer, tags: TagsConfig, style: str) -> str:

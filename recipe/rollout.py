@@ -98,6 +98,13 @@ class RolloutEngine:
         self.backend.reset()  # free the kept cache before the trainer needs the memory
         return trajectories
 
+    def state_dict(self) -> dict:
+        """The sampler's state: the seed of every later call derives from it (resume)."""
+        return {"calls": self._calls}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._calls = int(state["calls"])
+
     def _new_trajectory(self, record: QuestionRecord, sample: int) -> Trajectory:
         return Trajectory(
             record_id=str(record.id),

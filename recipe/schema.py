@@ -12,54 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from recipe.config import describe, doc
-
-# Tag profiles: R1-Searcher (arXiv:2503.05592) and Search-R1 (arXiv:2503.09516).
-TAG_PROFILES: dict[str, dict[str, str]] = {
-    "r1searcher": {
-        "think_start": "<think>",
-        "think_end": "</think>",
-        "begin_query": "<|begin_of_query|>",
-        "end_query": "<|end_of_query|>",
-        "begin_docs": "<|begin_of_documents|>",
-        "end_docs": "<|end_of_documents|>",
-        "answer_start": "<answer>",
-        "answer_end": "</answer>",
-    },
-    "searchr1": {
-        "think_start": "<think>",
-        "think_end": "</think>",
-        "begin_query": "<search>",
-        "end_query": "</search>",
-        "begin_docs": "<information>",
-        "end_docs": "</information>",
-        "answer_start": "<answer>",
-        "answer_end": "</answer>",
-    },
-}
-
-
-@dataclass
-class TagsConfig:
-    profile: Literal["r1searcher", "searchr1"] = doc(
-        "r1searcher", "Tag set; any tag left null below takes this profile's string."
-    )
-    think_start: str | None = doc(None, "Opens the reasoning; the prompt ends with it.")
-    think_end: str | None = doc(None, "Closes the reasoning; exactly one per response.")
-    begin_query: str | None = doc(None, "Opens a search query written by the model.")
-    end_query: str | None = doc(None, "Closes a query; generation stops on it.")
-    begin_docs: str | None = doc(None, "Opens the passages the environment inserts.")
-    end_docs: str | None = doc(None, "Closes the inserted passages.")
-    answer_start: str | None = doc(None, "Opens the final answer.")
-    answer_end: str | None = doc(None, "Closes the final answer.")
-
-    def __post_init__(self) -> None:
-        for name, tag in TAG_PROFILES[self.profile].items():
-            if getattr(self, name) is None:
-                setattr(self, name, tag)
-
-    @classmethod
-    def named(cls, profile: str) -> TagsConfig:
-        return cls(profile=profile)  # type: ignore[arg-type]
+from rewards.spec import RewardConfig, TagsConfig  # the reward specification's own sections
 
 
 @dataclass
@@ -76,12 +29,16 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    train_file: str = doc("runs/data/stage1.jsonl", "Training questions (jsonl records).")
-    eval_files: list[str] = doc([], "Evaluation question files, reported separately.")
-    source_format: Literal["auto", "r1searcher", "hotpotqa", "2wiki", "record"] = doc(
+    train_files: list[str] = doc(
+        ["runs/data/stage1.jsonl"], "Training question files (any `source_format`), concatenated."
+    )
+    eval_files: list[str] = doc([], "Dev question files the trainer evaluates on, pooled.")
+    source_format: Literal["auto", "r1searcher", "hotpotqa", "2wiki", "qarecord"] = doc(
         "auto", "Record format of the files; auto detects it from the first record's keys."
     )
     max_questions: int | None = doc(None, "Use only the first N training questions.")
+    eval_questions: int = doc(256, "Dev questions sampled (seeded) from `eval_files`.")
+    eval_seed: int = doc(0, "Seed of the dev sample (the same questions for every stage).")
 
 
 @dataclass
@@ -159,21 +116,6 @@ class RolloutConfig:
 
 
 @dataclass
-class RewardConfig:
-    name: Literal["stage1", "stage2"] = doc("stage1", "Registered stage reward.")
-    metric_profile: Literal["squad", "r1searcher"] = doc(
-        "r1searcher", "Answer normalisation (rewards.metrics)."
-    )
-    max_answer_words: int = doc(20, "Longer answers break the format.")
-    w_retrieval: float = doc(0.5, "stage1: weight of 'at least one well-formed query'.")
-    w_format: float = doc(0.5, "stage1: weight of 'the whole response is well formed'.")
-    w_answer: float = doc(0.0, "stage1: weight of answer cover-EM (R1-Searcher Llama: 1).")
-    format_penalty: float = doc(-2.0, "stage2: added when the response is malformed.")
-    no_search_penalty: float = doc(0.0, "stage2: added when the model never searched.")
-    no_answer_penalty: float = doc(0.0, "stage2: added when there is no answer (Search-R1++).")
-
-
-@dataclass
 class AlgoConfig:
     advantage: Literal["reinforce_pp_baseline", "reinforce_pp", "grpo", "rloo"] = doc(
         "reinforce_pp_baseline", "Advantage estimator (recipe.algorithms registry)."
@@ -193,22 +135,55 @@ class AlgoConfig:
 class TrainerConfig:
     run_name: str = doc("stage1", "Writes into runs/<run_name>/.")
     runs_dir: str = doc("runs", "Parent folder of all runs.")
-    lr: float = doc(2e-6, "Learning rate.")
+    lr: float = doc(2e-6, "Peak learning rate (AdamW).")
+    warmup_steps: int = doc(0, "Linear warm-up steps of the learning rate.")
+    lr_decay: bool = doc(False, "Decay the learning rate linearly to 0 at the last step.")
+    weight_decay: float = doc(0.0, "AdamW weight decay.")
     steps: int = doc(100, "Optimizer steps (rollout batches).")
-    prompts_per_step: int = doc(8, "Questions per rollout batch.")
-    micro_batch_size: int = doc(4, "Trajectories per forward/backward.")
-    ppo_epochs: int = doc(1, "Passes over each rollout batch.")
-    max_grad_norm: float = doc(1.0, "Gradient clipping.")
+    prompts_per_step: int = doc(8, "Questions per rollout batch (x rollout.samples_per_prompt).")
+    micro_batch_tokens: int = doc(
+        8192, "Token budget of one forward/backward pass (rows x longest row)."
+    )
+    ppo_epochs: int = doc(1, "Optimizer steps over each rollout batch.")
+    old_logprobs: Literal["recompute", "sampler"] = doc(
+        "recompute",
+        "Behaviour log-probs of the clip ratio: recompute (the trainer's own forward before "
+        "the first update, free: it is the first epoch's forward) or sampler (the rollout "
+        "backend's, which differ by the generation copy's precision).",
+    )
+    max_grad_norm: float = doc(1.0, "Gradient clipping (DeepSpeed `gradient_clipping`).")
+    frozen_layers: int = doc(0, "Fix the embeddings and the lowest N decoder layers.")
+    autocast_bf16: bool = doc(
+        False,
+        "CPU: run forward/backward under bf16 autocast over fp32 master weights (on GPU the "
+        "DeepSpeed config's bf16 section does this).",
+    )
     deepspeed_config: str = doc("configs/deepspeed/zero2.json", "DeepSpeed JSON.")
-    save_every: int = doc(50, "Checkpoint every N steps (0: only at the end).")
-    seed: int = doc(0, "Global seed.")
+    save_every: int = doc(50, "Resume checkpoint + HF export every N steps (0: only the end).")
+    keep_checkpoints: int = doc(2, "Resume checkpoints kept (oldest deleted first).")
+    resume: str = doc(
+        "auto",
+        "auto: resume from the run folder's latest checkpoint when there is one; off: start "
+        "afresh (an existing run folder is an error); or a checkpoint folder's path.",
+    )
+    eval_at_start: bool = doc(True, "Evaluate the initial policy on the dev sample (step 0).")
+    eval_at_end: bool = doc(True, "Evaluate the final policy on the dev sample.")
+    eval_temperature: float = doc(0.0, "Dev evaluation temperature (0: greedy).")
+    compare_with: str | None = doc(
+        None, "An earlier run folder whose final dev predictions the summary pairs with ours."
+    )
+    max_nonfinite_steps: int = doc(
+        3, "Consecutive steps with a non-finite loss or gradient (skipped) before stopping."
+    )
+    seed: int = doc(0, "Global seed (torch, numpy, python, data order).")
 
 
 @dataclass
 class LoggingConfig:
-    log_every: int = doc(1, "Log metrics every N steps.")
-    tensorboard: bool = doc(True, "Write TensorBoard events.")
-    save_trajectories: bool = doc(True, "Write sampled trajectories as jsonl.")
+    log_every: int = doc(1, "Write metrics every N steps.")
+    tensorboard: bool = doc(True, "Write TensorBoard events under runs/<run>/tensorboard.")
+    save_trajectories: bool = doc(True, "Write every step's trajectories to trajectories.jsonl.")
+    progress: bool = doc(True, "Show a tqdm bar over the steps.")
 
 
 @dataclass

@@ -44,18 +44,7 @@ import functools
 import re
 from dataclasses import dataclass, field
 
-from recipe.schema import TagsConfig
-
-TAG_NAMES = (
-    "think_start",
-    "think_end",
-    "begin_query",
-    "end_query",
-    "begin_docs",
-    "end_docs",
-    "answer_start",
-    "answer_end",
-)
+from rewards.spec import TagsConfig
 
 
 @dataclass
@@ -92,7 +81,7 @@ def _tag_scanner(tag_strings: tuple[tuple[str, str], ...]) -> tuple[re.Pattern, 
 
 def scan_tags(response: str, tags: TagsConfig) -> list[TagEvent]:
     """Every tag occurrence in `response`, in order, without overlaps."""
-    pattern, name_of = _tag_scanner(tuple((name, getattr(tags, name)) for name in TAG_NAMES))
+    pattern, name_of = _tag_scanner(tuple(tags.strings().items()))
     return [TagEvent(name_of[m.group()], m.start(), m.end()) for m in pattern.finditer(response)]
 
 

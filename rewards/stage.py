@@ -21,10 +21,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from recipe.registry import lookup, register_in
-from recipe.schema import RewardConfig, TagsConfig
 from rewards.format import FormatReport, check_format
 from rewards.metrics import cover_exact_match, exact_match, f1_score
+from rewards.spec import RewardConfig, TagsConfig
 
 
 @dataclass
@@ -40,12 +39,21 @@ REWARDS: dict[str, type] = {}
 
 def register_reward(name: str) -> Callable[[type], type]:
     """Class decorator: `cls(reward_cfg, tags)` builds the reward called `name`."""
-    return register_in(REWARDS, "reward", name)
+
+    def decorator(cls: type) -> type:
+        if name in REWARDS:
+            raise ValueError(f"reward {name!r} is already registered")
+        REWARDS[name] = cls
+        return cls
+
+    return decorator
 
 
 def build_reward(reward_cfg: RewardConfig, tags: TagsConfig | None = None) -> Reward:
     """The registered reward named `reward_cfg.name`, with its weights."""
-    cls = lookup(REWARDS, "reward", reward_cfg.name)
+    if reward_cfg.name not in REWARDS:
+        raise ValueError(f"unknown reward {reward_cfg.name!r}; known: {', '.join(sorted(REWARDS))}")
+    cls = REWARDS[reward_cfg.name]
     return cls(reward_cfg, TagsConfig() if tags is None else tags)
 
 

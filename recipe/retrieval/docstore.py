@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recipe.atomic import atomic_file
 from recipe.retrieval.base import Passage
 
 DOCS_FILE = "docs.jsonl"
@@ -25,17 +26,15 @@ def write_docstore(passages: Iterable[Passage], out_dir: str | Path) -> int:
     """Write the passages under `out_dir`; both files appear atomically. Returns the count."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    docs_tmp = out_dir / (DOCS_FILE + ".tmp")
     offsets = array("q", [0])
-    with open(docs_tmp, "wb") as f:
+    # The offsets appear after the documents, and `docstore_exists` wants both.
+    with atomic_file(out_dir / DOCS_FILE) as docs_tmp, open(docs_tmp, "wb") as f:
         for p in passages:
             line = json.dumps([p.id, p.title, p.text], ensure_ascii=False).encode() + b"\n"
             f.write(line)
             offsets.append(offsets[-1] + len(line))
-    offsets_tmp = out_dir / (OFFSETS_FILE + ".tmp.npy")
-    np.save(offsets_tmp, np.frombuffer(offsets, dtype=np.int64))
-    os.replace(docs_tmp, out_dir / DOCS_FILE)
-    os.replace(offsets_tmp, out_dir / OFFSETS_FILE)
+    with atomic_file(out_dir / OFFSETS_FILE) as offsets_tmp, open(offsets_tmp, "wb") as f:
+        np.save(f, np.frombuffer(offsets, dtype=np.int64))
     return len(offsets) - 1
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import faiss
 import numpy as np
 from tqdm import tqdm
 
+from recipe.atomic import atomic_file
 from recipe.retrieval.base import Retriever
 from recipe.retrieval.bm25 import BM25_SUBDIR, BM25Retriever
 from recipe.retrieval.corpus import CorpusStats, read_corpus
@@ -132,9 +132,8 @@ def _build_faiss(cfg: RetrieverConfig, index_dir: Path, count: int, dim: int) ->
         index.train(_train_sample(vectors, cfg.faiss_train_size))
     for start in range(0, count, ADD_CHUNK_ROWS):
         index.add(np.ascontiguousarray(vectors[start : start + ADD_CHUNK_ROWS]))
-    tmp = index_dir / (INDEX_FILE + ".tmp")
-    faiss.write_index(index, str(tmp))
-    os.replace(tmp, index_dir / INDEX_FILE)
+    with atomic_file(index_dir / INDEX_FILE) as tmp:
+        faiss.write_index(index, str(tmp))
 
 
 def remove_index_files(index_dir: Path) -> None:

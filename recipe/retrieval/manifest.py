@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from recipe.atomic import write_json
 from recipe.retrieval.corpus import detect_format
 from recipe.schema import RetrieverConfig
 
@@ -30,12 +31,8 @@ class IndexMissing(FileNotFoundError):
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Index state survives a crash: flushed to disk before the rename."""
+    write_json(path, data, fsync=True, sort_keys=True, ensure_ascii=True)
 
 
 def corpus_fingerprint(path: str | Path, known: dict | None = None) -> dict:

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from recipe.prompts import format_documents
 from recipe.retrieval.base import Passage
-from recipe.schema import TAG_PROFILES, TagsConfig
 from rewards.format import check_format, scan_tags
+from rewards.spec import TAG_PROFILES, TagsConfig
 
 T = TagsConfig()
 BQ, EQ = T.begin_query, T.end_query

@@ -1,0 +1,107 @@
+"""Dev evaluation of a policy during and after training, and the paired comparison of two.
+
+One trajectory per question at `trainer.eval_temperature` (0: greedy) through the same rollout
+engine, prompt, retriever and top-k as training. Every question gets its scores (EM, cover-EM
+and F1 under the reward's normalisation profile, whether it searched, whether its format is
+valid, whether a gold answer occurs in the passages it read); the summary holds their means.
+Two evaluations over the same questions compare question by question: the paired difference
+of a metric with a percentile-bootstrap 95 % interval (resampling questions), which is far
+tighter than two separate intervals because question difficulty cancels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from recipe.atomic import write_jsonl
+from recipe.rollout import RolloutEngine, Trajectory
+from recipe.training.monitors import answer_in_documents
+from rewards.format import check_format
+from rewards.metrics import cover_exact_match, exact_match, f1_score
+from rewards.spec import RewardConfig, TagsConfig
+
+SUMMARY_METRICS = ("f1", "em", "cover_em", "searched", "searches", "valid", "answer_in_docs")
+BOOTSTRAP_SAMPLES = 2000
+
+
+def sample_questions(records: Sequence, n: int, seed: int) -> list:
+    """A seeded sample of `n` records (all of them when there are fewer), in a fixed order."""
+    records = list(records)
+    if n >= len(records):
+        return records
+    return random.Random(seed).sample(records, n)
+
+
+def score_trajectory(t: Trajectory, tags: TagsConfig, reward_cfg: RewardConfig) -> dict:
+    report = check_format(t.response_text, tags, reward_cfg.max_answer_words)
+    answer, profile = report.answer or "", reward_cfg.metric_profile
+    return {
+        "id": t.record_id,
+        "question": t.question,
+        "golds": t.golds,
+        "prediction": report.answer,
+        "f1": f1_score(answer, t.golds, profile) if answer else 0.0,
+        "em": exact_match(answer, t.golds, profile) if answer else 0.0,
+        "cover_em": cover_exact_match(answer, t.golds, profile) if answer else 0.0,
+        "searched": float(t.n_searches > 0),
+        "searches": float(t.n_searches),
+        "valid": float(report.valid),
+        "answer_in_docs": float(answer_in_documents(t, profile)),
+        "stop_reason": t.stop_reason,
+        "response": t.response_text,
+    }
+
+
+def evaluate(
+    engine: RolloutEngine, records: Sequence, tags: TagsConfig, reward_cfg: RewardConfig
+) -> list[dict]:
+    """One scored trajectory per record, with the engine set to one sample per question."""
+    saved = engine.cfg
+    engine.cfg = dataclasses.replace(saved, samples_per_prompt=1)
+    try:
+        trajectories = engine.rollout(records)
+    finally:
+        engine.cfg = saved
+    return [score_trajectory(t, tags, reward_cfg) for t in trajectories]
+
+
+def summarize(rows: Sequence[dict]) -> dict[str, float]:
+    n = max(1, len(rows))
+    out = {"questions": len(rows)}
+    out.update({k: round(sum(r[k] for r in rows) / n, 4) for k in SUMMARY_METRICS})
+    return out
+
+
+def paired_difference(
+    ours: Sequence[dict], theirs: Sequence[dict], metric: str, seed: int = 0
+) -> dict[str, float]:
+    """mean(ours - theirs) over the questions both hold, with a bootstrap 95 % interval."""
+    by_id = {r["id"]: r[metric] for r in theirs}
+    diffs = np.array([r[metric] - by_id[r["id"]] for r in ours if r["id"] in by_id])
+    if diffs.size == 0:
+        raise ValueError("the two evaluations share no question")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, diffs.size, size=(BOOTSTRAP_SAMPLES, diffs.size))
+    means = diffs[picks].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {
+        "questions": int(diffs.size),
+        "difference": round(float(diffs.mean()), 4),
+        "ci95_low": round(float(low), 4),
+        "ci95_high": round(float(high), 4),
+    }
+
+
+def write_predictions(path: str | Path, rows: Sequence[dict]) -> Path:
+    return write_jsonl(path, rows)
+
+
+def read_predictions(path: str | Path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]

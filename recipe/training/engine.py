@@ -1,0 +1,77 @@
+"""The DeepSpeed engine of the policy: process group, config, client optimizer and schedule.
+
+One process without a launcher gets the single-rank environment DeepSpeed expects (RANK,
+LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT); gloo on CPU, NCCL on GPU. The client
+optimizer is torch's AdamW (DeepSpeed's fused CPU Adam compiles for minutes). Gradient
+accumulation is the trainer's (`managed_gradient_accumulation: false`): a step's passes vary
+in number with their lengths (micro-batching by tokens), each `backward` accumulates and one
+`step` applies the update.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import torch
+
+from recipe.schema import TrainerConfig
+from recipe.training.optim import build_optimizer, build_schedule, trainable_parameters
+
+SINGLE_RANK_ENV = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}
+
+
+def _free_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+def init_distributed() -> None:
+    import deepspeed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return
+    if "RANK" not in os.environ:
+        for key, value in SINGLE_RANK_ENV.items():
+            os.environ.setdefault(key, value)
+        os.environ.setdefault("MASTER_PORT", _free_port())
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    deepspeed.init_distributed(dist_backend=backend)
+
+
+def deepspeed_config(cfg: TrainerConfig, samples_per_step: int) -> dict:
+    path = Path(cfg.deepspeed_config)
+    try:
+        ds = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"trainer.deepspeed_config: {path} not found") from None
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    # The batch sizes are bookkeeping here (the trainer accumulates); they must be consistent.
+    ds["train_micro_batch_size_per_gpu"] = max(1, samples_per_step // world)
+    ds["gradient_accumulation_steps"] = 1
+    ds["train_batch_size"] = ds["train_micro_batch_size_per_gpu"] * world
+    ds["gradient_clipping"] = cfg.max_grad_norm
+    ds["managed_gradient_accumulation"] = False
+    ds.setdefault("steps_per_print", 10**9)
+    return ds
+
+
+def build_engine(model, cfg: TrainerConfig, samples_per_step: int):
+    """(DeepSpeed engine, its lr scheduler) over the model's trainable parameters."""
+    import deepspeed
+
+    init_distributed()
+    params = trainable_parameters(model)
+    optimizer = build_optimizer(params, cfg.lr, cfg.weight_decay)
+    schedule = build_schedule(optimizer, cfg.warmup_steps, cfg.steps, cfg.lr_decay)
+    engine, _, _, scheduler = deepspeed.initialize(
+        model=model,
+        optimizer=optimizer,
+        lr_scheduler=schedule,
+        model_parameters=params,
+        config=deepspeed_config(cfg, samples_per_step),
+    )
+    return engine, scheduler

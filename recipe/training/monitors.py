@@ -1,0 +1,71 @@
+"""Per-step statistics of the rollouts: rewards, searching, format, stops, lengths.
+
+Besides the scalars every RL library logs, the monitors that catch the failures users report
+of search agents: a policy that stops searching (`search/calls_per_sample`,
+`search/answered_without_search`), one that searches but cannot use what it finds
+(`search/answer_in_documents`: a gold answer occurs in the passages it was given), and reward
+hacking through the format (`format/violation/<rule>` for each rule of the checker, and
+`rollout/stop/<reason>` for each way a trajectory ends).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from recipe.rollout import Trajectory
+from rewards.format import check_format
+from rewards.metrics import normalize_answer
+from rewards.spec import RewardConfig, TagsConfig
+from rewards.stage import RewardResult
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(sum(values) / len(values)) if values else 0.0
+
+
+def answer_in_documents(trajectory: Trajectory, profile: str) -> bool:
+    """Whether a normalised gold answer occurs in the normalised inserted passages."""
+    documents = " ".join(normalize_answer(t, profile) for t in trajectory.inserted_texts)
+    golds = [normalize_answer(g, profile) for g in trajectory.golds]
+    return any(g and f" {g} " in f" {documents} " for g in golds)
+
+
+def rollout_metrics(
+    trajectories: Sequence[Trajectory],
+    results: Sequence[RewardResult],
+    tags: TagsConfig,
+    reward_cfg: RewardConfig,
+) -> dict[str, float]:
+    n = len(trajectories)
+    out: dict[str, float] = {"reward/total": _mean([r.total for r in results])}
+    for name in sorted({k for r in results for k in r.parts}):
+        out[f"reward/{name}"] = _mean([r.parts.get(name, 0.0) for r in results])
+    reports = [
+        check_format(t.response_text, tags, reward_cfg.max_answer_words) for t in trajectories
+    ]
+    out["reward/format_valid"] = _mean([float(r.valid) for r in reports])
+    searched = [t for t in trajectories if t.n_searches > 0]
+    out["search/calls_per_sample"] = _mean([float(t.n_searches) for t in trajectories])
+    out["search/samples_searching"] = len(searched) / n
+    out["search/answer_in_documents"] = _mean(
+        [float(answer_in_documents(t, reward_cfg.metric_profile)) for t in searched]
+    )
+    out["search/answered_without_search"] = _mean(
+        [
+            float(bool(r.answer) and t.n_searches == 0)
+            for t, r in zip(trajectories, reports, strict=True)
+        ]
+    )
+    violations = Counter(v for r in reports for v in r.violations)
+    for rule, count in sorted(violations.items()):
+        out[f"format/violation/{rule}"] = count / n
+    stops = Counter(t.stop_reason for t in trajectories)
+    for reason, count in sorted(stops.items()):
+        out[f"rollout/stop/{reason}"] = count / n
+    sampled = [sum(t.action_mask) for t in trajectories]
+    total = [len(t.action_mask) for t in trajectories]
+    out["response_length/mean"] = _mean([float(s) for s in sampled])
+    out["response_length/max"] = float(max(sampled, default=0))
+    out["masked_token_fraction"] = 1.0 - sum(sampled) / max(1, sum(total))
+    return out

@@ -1,0 +1,63 @@
+"""The composition root of a stage: a config, its questions, its reward, the trainer.
+
+    python -m stages.stage1 [--config configs/embedded/stage1.yaml] [key.path=value ...]
+
+Questions come through `data_filtering` (any supported file format), the reward from the
+`rewards` registry, the retriever from the config (in process or over HTTP), the policy from
+`model.path` (a Hugging Face folder; stage 2's is stage 1's `final/` export). Exit status: 0
+when the stage finished, 2 for a bad config or missing input (one line, no traceback), 1 when
+training stopped (the message says why; a rerun resumes from the last checkpoint).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from data_filtering.sources import SourceError, load_questions
+from recipe.config import parse_cli
+from recipe.policy import load_policy
+from recipe.schema import RunConfig
+from recipe.trainer import Trainer, TrainingError
+from rewards.stage import build_reward
+
+
+def load_records(files: Sequence[str], fmt: str, limit: int | None = None) -> list:
+    records = [r for path in files for r in load_questions(path, fmt)]
+    return records[:limit] if limit is not None else records
+
+
+def run_stage(cfg: RunConfig, **trainer_kwargs) -> dict:
+    """Build the stage's parts from `cfg` and train; returns the run summary."""
+    from recipe.retrieval.client import build_retriever
+
+    data = cfg.data
+    train = load_records(data.train_files, data.source_format, data.max_questions)
+    dev = load_records(data.eval_files, data.source_format)
+    reward = build_reward(cfg.reward, cfg.tags)
+    # The trainer keeps fp32 master weights; `model.dtype` is the generation copy's.
+    model, tokenizer = load_policy(dataclasses.replace(cfg.model, dtype="float32"))
+    retriever = build_retriever(cfg.retriever)
+    trainer = Trainer(cfg, model, tokenizer, retriever, reward, train, dev, **trainer_kwargs)
+    return trainer.fit()
+
+
+def main(default_config: str, argv: Sequence[str] | None = None) -> int:
+    cfg = parse_cli(RunConfig, argv, default=default_config)
+    name = f"stages ({cfg.trainer.run_name})"
+    if not Path(cfg.model.path).exists():
+        print(f"{name}: model.path {cfg.model.path} does not exist", file=sys.stderr)
+        return 2
+    try:
+        summary = run_stage(cfg)
+    except (SourceError, FileNotFoundError) as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return 2
+    except TrainingError as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, indent=2))
+    return 0

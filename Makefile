@@ -67,33 +67,6 @@ $(MINIWIKI_SUMMARY) $(MINIWIKI_TASK_CORPUS) $(MINIWIKI_WARMUP_CORPUS) &: $(STAMP
 base: $(STAMP) $(MINIWIKI_SUMMARY) $(MINIWIKI_TASK_CORPUS) $(MINIWIKI_WARMUP_CORPUS)
 	$(PY) -m miniwiki.base --config $(MINIWIKI_CONFIG) $(ARGS)
 
-# stage1, stage2: the two RL stages (stages/stage{1,2}.py), runs/stage{1,2}/ with summary.json.
-# A stage is redone when its inputs change: a finished run folder is then cleared first; a
-# killed run has no summary.json and resumes from its last checkpoint (trainer.resume=auto).
-# `make base` runs first each time: it is a no-op (seconds) while the base model is current.
-STAGE_SRC := $(wildcard recipe/*.py recipe/*/*.py rewards/*.py stages/*.py data_filtering/*.py)
-STAGE1 := runs/stage1/summary.json
-STAGE2 := runs/stage2/summary.json
-BASE_GATE := runs/miniwiki/base/gate.json
-
-.PHONY: stage1 stage2
-stage1: $(STAGE1)
-stage2: $(STAGE2)
-
-$(BASE_GATE): $(STAMP) $(MINIWIKI_SUMMARY) $(MINIWIKI_TASK_CORPUS) $(MINIWIKI_WARMUP_CORPUS) \
-		$(MINIWIKI_CONFIG) $(wildcard miniwiki/*.py)
-	$(PY) -m miniwiki.base --config $(MINIWIKI_CONFIG)
-	touch $@
-
-$(STAGE1): $(BASE_GATE) $(INDEX_DIR)/manifest.json configs/embedded/common.yaml \
-		configs/embedded/stage1.yaml $(STAGE_SRC)
-	@if [ -f $@ ]; then echo "stage1: inputs changed, starting afresh"; rm -rf runs/stage1; fi
-	$(PY) -m stages.stage1 --config configs/embedded/stage1.yaml $(ARGS)
-
-$(STAGE2): $(STAGE1) configs/embedded/stage2.yaml
-	@if [ -f $@ ]; then echo "stage2: inputs changed, starting afresh"; rm -rf runs/stage2; fi
-	$(PY) -m stages.stage2 --config configs/embedded/stage2.yaml $(ARGS)
-
 # retrieval: corpus -> doc store + embeddings memmap + faiss index (resumable; see
 # recipe/retrieval/index.py), the service, and its benchmarks. Overrides go in ARGS, e.g.
 # `make serve-retriever ARGS="retriever.port=9000"`.
@@ -134,3 +107,30 @@ bench: $(STAMP)
 	$(RETRIEVAL_ENV) $(PY) -m benchmarks.retrieval_service
 	$(PY) -m benchmarks.rollout_throughput --threads 1
 	$(PY) -m benchmarks.coldstart_step
+
+# stage1, stage2: the two RL stages (stages/stage{1,2}.py), runs/stage{1,2}/ with summary.json.
+# A stage is redone when its inputs change: a finished run folder is then cleared first; a
+# killed run has no summary.json and resumes from its last checkpoint (trainer.resume=auto).
+# `make base` runs first each time: it is a no-op (seconds) while the base model is current.
+STAGE_SRC := $(wildcard recipe/*.py recipe/*/*.py rewards/*.py stages/*.py data_filtering/*.py)
+STAGE1 := runs/stage1/summary.json
+STAGE2 := runs/stage2/summary.json
+BASE_GATE := runs/miniwiki/base/gate.json
+
+.PHONY: stage1 stage2
+stage1: $(STAGE1)
+stage2: $(STAGE2)
+
+$(BASE_GATE): $(STAMP) $(MINIWIKI_SUMMARY) $(MINIWIKI_TASK_CORPUS) $(MINIWIKI_WARMUP_CORPUS) \
+		$(MINIWIKI_CONFIG) $(wildcard miniwiki/*.py)
+	$(PY) -m miniwiki.base --config $(MINIWIKI_CONFIG)
+	touch $@
+
+$(STAGE1): $(BASE_GATE) $(INDEX_DIR)/manifest.json configs/embedded/common.yaml \
+		configs/embedded/stage1.yaml $(STAGE_SRC)
+	@if [ -f $@ ]; then echo "stage1: inputs changed, starting afresh"; rm -rf runs/stage1; fi
+	$(PY) -m stages.stage1 --config configs/embedded/stage1.yaml $(ARGS)
+
+$(STAGE2): $(STAGE1) configs/embedded/stage2.yaml
+	@if [ -f $@ ]; then echo "stage2: inputs changed, starting afresh"; rm -rf runs/stage2; fi
+	$(PY) -m stages.stage2 --config configs/embedded/stage2.yaml $(ARGS)

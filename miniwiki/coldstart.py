@@ -28,7 +28,8 @@ from transformers import DynamicCache
 
 from miniwiki.base_config import ColdStartConfig
 from miniwiki.coldstart_data import Example, micro_batches, mixed_steps, shared_prefix_length
-from recipe.training.logprobs import selected_logits, token_logprobs
+from recipe.training.logprobs import broadcast_cache, selected_logits, token_logprobs
+from recipe.training.logprobs import prefix_cache as shared_prefix_cache
 from recipe.training.optim import (
     build_optimizer,
     build_schedule,
@@ -70,17 +71,7 @@ def _suffix_batch(rows: Sequence[Example], prefix: int, pad_id: int):
 
 def prefix_cache(model, prefix_ids: list[int]) -> DynamicCache:
     """Keys and values of the shared prefix (one row), with their autograd graph."""
-    return model.get_decoder()(input_ids=torch.tensor([prefix_ids]), use_cache=True).past_key_values
-
-
-def _broadcast(shared: DynamicCache, n_rows: int) -> DynamicCache:
-    """A fresh cache holding the shared prefix once per row (gradients flow back to it)."""
-    cache = DynamicCache()
-    for index, layer in enumerate(shared.layers):
-        keys = layer.keys.expand(n_rows, -1, -1, -1)
-        values = layer.values.expand(n_rows, -1, -1, -1)
-        cache.update(keys, values, index)
-    return cache
+    return shared_prefix_cache(model, torch.tensor([prefix_ids]))
 
 
 def batch_loss_sum(
@@ -100,7 +91,7 @@ def batch_loss_sum(
     n_rows, width = ids.shape
     cache = None
     if prefix:
-        cache = _broadcast(
+        cache = broadcast_cache(
             shared if shared is not None else prefix_cache(model, prefix_ids), n_rows
         )
         mask = torch.cat([torch.ones(n_rows, prefix, dtype=torch.long), mask], dim=1)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from recipe.atomic import write_jsonl
 from recipe.rollout import RolloutEngine, Trajectory
@@ -59,13 +60,22 @@ def score_trajectory(t: Trajectory, tags: TagsConfig, reward_cfg: RewardConfig) 
 
 
 def evaluate(
-    engine: RolloutEngine, records: Sequence, tags: TagsConfig, reward_cfg: RewardConfig
+    engine: RolloutEngine,
+    records: Sequence,
+    tags: TagsConfig,
+    reward_cfg: RewardConfig,
+    progress: bool = True,
 ) -> list[dict]:
     """One scored trajectory per record, with the engine set to one sample per question."""
     saved = engine.cfg
     engine.cfg = dataclasses.replace(saved, samples_per_prompt=1)
+    size = max(1, saved.batch_size)
+    trajectories: list[Trajectory] = []
     try:
-        trajectories = engine.rollout(records)
+        with tqdm(total=len(records), desc="dev", unit="question", disable=not progress) as bar:
+            for start in range(0, len(records), size):
+                trajectories += engine.rollout(records[start : start + size])
+                bar.update(min(size, len(records) - start))
     finally:
         engine.cfg = saved
     return [score_trajectory(t, tags, reward_cfg) for t in trajectories]

@@ -282,6 +282,7 @@ class Trainer:
                 sub.attention_mask,
                 sub.action_mask,
                 self.cfg.rollout.temperature,
+                sub.shared_prefix,
             )
             out[rows, : values.shape[1]] = values
         return out
@@ -297,6 +298,7 @@ class Trainer:
                 sub.attention_mask,
                 sub.action_mask,
                 self.cfg.rollout.temperature,
+                sub.shared_prefix,
             )
 
     def _old_logprobs(self, batch: TrainBatch) -> torch.Tensor | None:
@@ -404,7 +406,13 @@ class Trainer:
 
     def _evaluate(self, name: str, tracker: MetricsTracker, step: int) -> dict:
         started = time.perf_counter()
-        rows = evaluate(self.eval_rollouts, self.eval_records, self.cfg.tags, self.cfg.reward)
+        rows = evaluate(
+            self.eval_rollouts,
+            self.eval_records,
+            self.cfg.tags,
+            self.cfg.reward,
+            progress=self.cfg.logging.progress,
+        )
         write_predictions(self.run_dir / name, rows)
         summary = summarize(rows)
         scalars = {f"dev/{k}": v for k, v in summary.items() if k != "questions"}

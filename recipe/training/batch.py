@@ -29,6 +29,7 @@ class TrainBatch:
     group_index: Tensor  # [B] long
     rewards: Tensor  # [B] float32, the stage reward's total
     lengths: list[int]  # real tokens per row
+    shared_prefix: int = 0  # leading tokens every row shares, none a target or its predictor
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -42,11 +43,24 @@ class TrainBatch:
             value = getattr(self, f.name)
             if f.name == "lengths":
                 picked[f.name] = [self.lengths[i] for i in rows]
+            elif f.name == "shared_prefix":
+                picked[f.name] = value
             elif value.dim() == 2:
                 picked[f.name] = value[index, :width]
             else:
                 picked[f.name] = value[index]
         return TrainBatch(**picked)
+
+
+def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
+    """The longest prefix all prompts share, ending before the last token of the shortest (the
+    last prompt token predicts the first sampled one)."""
+    first = prompts[0]
+    limit = min(len(p) for p in prompts) - 1
+    n = 0
+    while n < limit and all(p[n] == first[n] for p in prompts):
+        n += 1
+    return max(n, 0)
 
 
 def collate(
@@ -77,4 +91,5 @@ def collate(
         group_index=group_index,
         rewards=torch.tensor(list(rewards), dtype=torch.float32),
         lengths=lengths,
+        shared_prefix=shared_prefix_length([t.prompt_ids for t in trajectories]),
     )

@@ -5,11 +5,18 @@ per row (the assistant's tokens in the cold start, the sampled tokens in RL: ret
 and prompts are not targets), and the vocabulary projection is most of a small model's compute
 and memory at 49k entries: `selected_logits` runs the decoder over every token but the output
 head only over the hidden states that predict a target.
+
+Rows that begin with the same tokens (the system prompt of every question, about 200 tokens)
+can run that prefix once: `prefix_cache` computes its keys and values for one row with their
+autograd graph and `broadcast_cache` hands them to every row; the rows' suffixes attend to it.
+Log-probs and gradients are those of the full rows (the copies' gradients sum back into the one
+prefix), at a fraction of the prompt's compute.
 """
 
 from __future__ import annotations
 
 import torch
+from transformers import DynamicCache
 
 Tensor = torch.Tensor
 
@@ -63,15 +70,51 @@ def token_entropy(logits: Tensor, temperature: float = 1.0) -> Tensor:
     return -(logp.exp() * logp).sum(dim=-1)
 
 
+def prefix_cache(model, prefix_ids: Tensor) -> DynamicCache:
+    """Keys and values of the shared prefix `prefix_ids` [1, P], with their autograd graph."""
+    return model.get_decoder()(input_ids=prefix_ids, use_cache=True).past_key_values
+
+
+def broadcast_cache(shared: DynamicCache, n_rows: int) -> DynamicCache:
+    """A fresh cache holding the shared prefix once per row (gradients flow back to it)."""
+    cache = DynamicCache()
+    for index, layer in enumerate(shared.layers):
+        keys = layer.keys.expand(n_rows, -1, -1, -1)
+        values = layer.values.expand(n_rows, -1, -1, -1)
+        cache.update(keys, values, index)
+    return cache
+
+
 def sequence_logprobs(
-    model, input_ids: Tensor, attention_mask: Tensor, target_mask: Tensor, temperature: float = 1.0
+    model,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    target_mask: Tensor,
+    temperature: float = 1.0,
+    shared_prefix: int = 0,
 ) -> tuple[Tensor, Tensor]:
     """(log-probs [B, T] at the targets of `target_mask`, 0 elsewhere; the logits [N, V] behind
-    them). Positions are counted over real tokens, so left or right padding gives the same."""
+    them). Positions are counted over real tokens, so left or right padding gives the same.
+
+    `shared_prefix` = P > 0: every row starts with the same P real tokens, none of them a
+    target nor the predictor of one (P below the first target's position); they run once.
+    """
     rows, positions = target_index(target_mask)
     position_ids = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+    cache, run_ids = None, input_ids
+    if shared_prefix > 0:
+        if positions.numel() and int(positions.min()) < shared_prefix:
+            raise ValueError(f"shared_prefix={shared_prefix} covers a target's predictor")
+        cache = broadcast_cache(prefix_cache(model, input_ids[:1, :shared_prefix]), len(input_ids))
+        run_ids, position_ids = input_ids[:, shared_prefix:], position_ids[:, shared_prefix:]
     logits = selected_logits(
-        model, input_ids, attention_mask, rows, positions, position_ids=position_ids
+        model,
+        run_ids,
+        attention_mask,
+        rows,
+        positions - shared_prefix,
+        position_ids=position_ids,
+        past_key_values=cache,
     )
     values = token_logprobs(logits, input_ids[rows, positions + 1], temperature)
     out = torch.zeros(input_ids.shape, dtype=values.dtype, device=values.device)

@@ -155,3 +155,30 @@ def test_non_finite_updates_are_skipped_then_stop_the_run(tmp_path):
     assert rows[1]["update/skipped"] == 1.0
     for name, p in trainer.engine.module.named_parameters():
         assert torch.equal(p, before[name]), name
+
+
+def test_a_save_that_fails_midway_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    from recipe.training import checkpoint
+
+    real_export = checkpoint.export_hf
+    calls = []
+
+    def export_then_fill_the_disk(model, tokenizer, out_dir):
+        calls.append(out_dir)
+        if len(calls) == 2:  # the second checkpoint's export: the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_export(model, tokenizer, out_dir)
+
+    monkeypatch.setattr(checkpoint, "export_hf", export_then_fill_the_disk)
+    trainer = tiny_trainer(tmp_path / "run", steps=2)
+    with pytest.raises(OSError, match="No space"):
+        trainer.fit()
+    store = checkpoint.CheckpointStore(tmp_path / "run", keep=2)
+    assert store.latest().name == "step-000001"
+    assert [p.name for p in store.root.iterdir() if p.name.startswith("step-")] == ["step-000001"]
+    monkeypatch.setattr(checkpoint, "export_hf", real_export)
+    resumed = tiny_trainer(tmp_path / "run", steps=2)
+    resumed.fit()
+    assert resumed.step_done == 2

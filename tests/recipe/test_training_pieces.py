@@ -3,6 +3,8 @@ sampler, checkpoints' completion markers, the rollout monitors and the paired co
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -158,3 +160,36 @@ def test_question_sample_is_seeded_and_fixed():
     assert sample_questions(records, 10, 0) == sample_questions(records, 10, 0)
     assert sample_questions(records, 10, 0) != sample_questions(records, 10, 1)
     assert sample_questions(records, 500, 0) == records
+
+
+def test_shared_prefix_gives_the_full_rows_logprobs_and_gradients(tiny_model):
+    torch.manual_seed(1)
+    prefix = torch.randint(0, 100, (1, 6))
+    ids = torch.cat([prefix.expand(3, -1), torch.randint(0, 100, (3, 5))], dim=1)
+    attention = torch.ones_like(ids)
+    attention[2, 9:] = 0  # right padding
+    targets = torch.zeros_like(ids)
+    targets[:, 8:] = 1
+    targets[2, 9:] = 0
+    model = copy.deepcopy(tiny_model).train()
+    runs = []
+    for shared in (0, 6):
+        model.zero_grad()
+        values, _ = sequence_logprobs(model, ids, attention, targets, shared_prefix=shared)
+        values.sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        runs.append((values.detach(), grads))
+    (plain, plain_grads), (shared, shared_grads) = runs
+    assert torch.allclose(plain, shared, atol=1e-5)
+    for name, grad in plain_grads.items():
+        assert torch.allclose(grad, shared_grads[name], atol=1e-5), name
+    with pytest.raises(ValueError, match="shared_prefix"):
+        sequence_logprobs(model, ids, attention, targets, shared_prefix=9)
+
+
+def test_collate_finds_the_prompts_shared_prefix():
+    a = _trajectory("r0", [1, 2, 3, 4], [([10], True)])
+    b = _trajectory("r1", [1, 2, 3, 9, 9], [([11], True)])
+    assert collate([a, b], [0.0, 1.0], pad_id=0).shared_prefix == 3
+    c = _trajectory("r2", [1, 2], [([12], True)])
+    assert collate([a, b, c], [0.0, 1.0, 0.0], pad_id=0).shared_prefix == 1

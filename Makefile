@@ -107,6 +107,7 @@ bench: $(STAMP)
 	$(RETRIEVAL_ENV) $(PY) -m benchmarks.retrieval_service
 	$(PY) -m benchmarks.rollout_throughput --threads 1
 	$(PY) -m benchmarks.coldstart_step
+	$(PY) -m benchmarks.trainer_update
 
 # stage1, stage2: the two RL stages (stages/stage{1,2}.py), runs/stage{1,2}/ with summary.json.
 # A stage is redone when its inputs change: a finished run folder is then cleared first; a

@@ -3,8 +3,8 @@
 Both run one optimizer step over the same padded batch (prompt + response rows whose action
 mask covers the sampled tokens and leaves out inserted passages) in the same micro-batches,
 under the same bf16 autocast over fp32 weights and the same frozen lower layers:
-- ours: `Trainer._update` (DeepSpeed engine, logits only at the action tokens, token-mean
-  PPO-clip over the step);
+- ours: `Trainer._update` (DeepSpeed engine, the shared system prompt run once per pass,
+  logits only at the action tokens, token-mean PPO-clip over the step);
 - plain: `model(...).logits` over every position, log_softmax, gather, the same loss,
   `loss.backward()`, clipping and `torch.optim.AdamW.step()`.
 Throughput is action (sampled) tokens per second of update; the runs alternate so machine
@@ -43,6 +43,7 @@ def parse_args(argv=None):
     p.add_argument("--config", default="configs/embedded/stage1.yaml")
     p.add_argument("--rows", type=int, default=32, help="trajectories in the batch")
     p.add_argument("--prompt", type=int, default=220, help="prompt tokens per row")
+    p.add_argument("--question", type=int, default=25, help="prompt tokens not shared")
     p.add_argument("--response", type=int, default=420, help="response tokens per row")
     p.add_argument("--inserted", type=float, default=0.55, help="share of inserted tokens")
     p.add_argument("--repeats", type=int, default=3)
@@ -59,6 +60,9 @@ def synthetic_batch(args, vocab: int, seed: int = 0) -> TrainBatch:
     ]
     width = max(lengths)
     ids = torch.randint(0, vocab, (args.rows, width), generator=g)
+    # Every prompt opens with the same system turn and differs only in its question.
+    shared = max(0, args.prompt - args.question)
+    ids[:, :shared] = ids[0, :shared]
     attention = torch.zeros_like(ids)
     action = torch.zeros_like(ids)
     for b, n in enumerate(lengths):
@@ -74,6 +78,7 @@ def synthetic_batch(args, vocab: int, seed: int = 0) -> TrainBatch:
         group_index=torch.arange(args.rows) // 4,
         rewards=torch.rand(args.rows, generator=g),
         lengths=lengths,
+        shared_prefix=shared,
     )
 
 

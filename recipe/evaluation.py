@@ -78,7 +78,21 @@ def evaluate(
                 bar.update(min(size, len(records) - start))
     finally:
         engine.cfg = saved
-    return [score_trajectory(t, tags, reward_cfg) for t in trajectories]
+    kinds = {str(r.id): question_kind(r) for r in records}
+    return [
+        {**score_trajectory(t, tags, reward_cfg), "kind": kinds[t.record_id]} for t in trajectories
+    ]
+
+
+def question_kind(record) -> str:
+    """ "source/type" (e.g. hotpotqa_dev/bridge) from the labels the record carries."""
+    meta = getattr(record, "meta", None) or {}
+    return f"{getattr(record, 'source', '?')}/{meta.get('type', '?')}"
+
+
+def summarize_by_kind(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
+    kinds = sorted({r.get("kind", "?") for r in rows})
+    return {k: summarize([r for r in rows if r.get("kind", "?") == k]) for k in kinds}
 
 
 def summarize(rows: Sequence[dict]) -> dict[str, float]:

@@ -42,6 +42,7 @@ from recipe.evaluation import (
     read_predictions,
     sample_questions,
     summarize,
+    summarize_by_kind,
     write_predictions,
 )
 from recipe.generation.base import GenerationBackend
@@ -425,7 +426,9 @@ class Trainer:
         for key, name in (("dev_start", EVAL_START), ("dev_final", EVAL_FINAL)):
             path = self.run_dir / name
             if path.is_file():
-                summary[key] = summarize(read_predictions(path))
+                rows = read_predictions(path)
+                summary[key] = summarize(rows)
+                summary[f"{key}_by_kind"] = summarize_by_kind(rows)
         final = self.run_dir / EVAL_FINAL
         if final.is_file():
             ours = read_predictions(final)

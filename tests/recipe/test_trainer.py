@@ -68,15 +68,15 @@ def test_update_equals_a_plain_pytorch_step(tmp_path):
     assert moved.abs().max() > 0  # the generation copy is synced by step(), not by _update
 
 
-def _run(run_dir: Path, steps: int, kill_after: int | None = None) -> int:
+def _run(run_dir: Path, steps: int, kill_after: int | None = None, signal: str = "SIGKILL"):
     args = [sys.executable, str(REPO / "tests/recipe/tiny_world.py"), str(run_dir), str(steps)]
     if kill_after is not None:
-        args.append(str(kill_after))
+        args += [str(kill_after), signal]
     # A fresh single-rank process group: not the one this test process may hold.
     env = {k: v for k, v in os.environ.items() if k not in SINGLE_RANK_ENV and k != "MASTER_PORT"}
     env.update(PYTHONPATH=str(REPO), OMP_WAIT_POLICY="PASSIVE")
     done = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
-    if done.returncode not in (0, -9):
+    if done.returncode not in (0, 1, -9):
         print(done.stderr[-3000:])
     return done.returncode
 
@@ -112,6 +112,17 @@ def test_sigkill_after_step_2_resumes_to_the_uninterrupted_weights(tmp_path):
     kept = sorted(p.name for p in (killed / "checkpoints").glob("step-*"))
     assert kept == ["step-000003", "step-000004"]
     assert (killed / "checkpoints" / "step-000004" / "hf" / "model.safetensors").is_file()
+
+
+def test_sigterm_checkpoints_at_the_end_of_the_step_and_exits(tmp_path):
+    run = tmp_path / "run"
+    # SIGTERM arrives after step 1; the trainer finishes step 2, saves it, and exits 1.
+    assert _run(run, 4, kill_after=1, signal="SIGTERM") == 1
+    assert sorted(_metrics(run)) == [1, 2]
+    assert (run / "checkpoints" / "step-000002" / "COMPLETE").is_file()
+    assert not (run / "final").exists()
+    assert _run(run, 4) == 0
+    assert sorted(_metrics(run)) == [1, 2, 3, 4]
 
 
 def test_final_export_loads_with_from_pretrained(tmp_path):

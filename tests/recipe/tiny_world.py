@@ -4,8 +4,9 @@ sample search or answer at once depending on the parity of its first freely samp
 
 The model samples for real, so which samples search (and so the stage-1 rewards) depends on
 its weights and the seed; the trainer's updates then change what later steps sample.
-`python tests/recipe/tiny_world.py RUN_DIR STEPS [KILL_AFTER]` trains in a subprocess and, with
-KILL_AFTER, SIGKILLs itself right after that step (the resume test).
+`python tests/recipe/tiny_world.py RUN_DIR STEPS [KILL_AFTER [SIGNAL]]` trains in a subprocess
+and, with KILL_AFTER, sends itself SIGNAL (default SIGKILL) right after that step (the resume
+tests).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from recipe.prompts import question_prompt_ids
 from recipe.retrieval.bm25 import BM25Retriever
 from recipe.rollout_demo import DEMO_PASSAGES, DEMO_RECORDS, smollm2_tokenizer, tiny_policy
 from recipe.schema import RunConfig
-from recipe.trainer import Trainer
+from recipe.trainer import Trainer, TrainingError
 from rewards.stage import build_reward
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,17 +123,23 @@ def tiny_trainer(run_dir: Path, steps: int, on_step_end=None, **trainer) -> Trai
     )
 
 
-def main(argv: Sequence[str]) -> None:
+def main(argv: Sequence[str]) -> int:
     run_dir, steps = Path(argv[0]), int(argv[1])
     kill_after = int(argv[2]) if len(argv) > 2 else None
+    signum = signal.Signals[argv[3]] if len(argv) > 3 else signal.SIGKILL
 
     def maybe_kill(step: int) -> None:
         if step == kill_after:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), signum)
 
     torch.set_num_threads(1)
-    tiny_trainer(run_dir, steps, on_step_end=maybe_kill).fit()
+    try:
+        tiny_trainer(run_dir, steps, on_step_end=maybe_kill).fit()
+    except TrainingError as e:
+        print(e, file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

@@ -22,6 +22,7 @@ from miniwiki.config import MiniwikiConfig
 from miniwiki.transcripts import Hop, Transcript, WarmupQuestion
 from recipe.prompts import question_prompt_ids, render_segments
 from recipe.schema import TagsConfig
+from recipe.training.batch import common_prefix_length
 from recipe.training.microbatch import token_micro_batches
 
 
@@ -88,13 +89,7 @@ def shared_prefix_length(examples: Sequence[Example]) -> int:
     """Length of the longest token prefix all examples share and none trains on."""
     if not examples:
         return 0
-    first = examples[0].ids
-    length = min(len(e.ids) for e in examples)
-    for e in examples[1:]:
-        n = 0
-        while n < length and e.ids[n] == first[n]:
-            n += 1
-        length = n
+    length = common_prefix_length([e.ids for e in examples])
     # The prefix is run without targets of its own, so it must hold no trained token, and one
     # token must remain after it to predict the next.
     for e in examples:

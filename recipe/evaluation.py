@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from recipe.atomic import write_jsonl
 from recipe.rollout import RolloutEngine, Trajectory
 from recipe.training.monitors import answer_in_documents
 from rewards.format import check_format
@@ -120,10 +119,6 @@ def paired_difference(
         "ci95_low": round(float(low), 4),
         "ci95_high": round(float(high), 4),
     }
-
-
-def write_predictions(path: str | Path, rows: Sequence[dict]) -> Path:
-    return write_jsonl(path, rows)
 
 
 def read_predictions(path: str | Path) -> list[dict]:

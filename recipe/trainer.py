@@ -25,16 +25,18 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import random
 import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from recipe.algorithms import compute_advantages, get_policy_loss, kl_loss, masked_mean
-from recipe.atomic import write_json
+from recipe.atomic import write_json, write_jsonl
 from recipe.config import save_config
 from recipe.evaluation import (
     evaluate,
@@ -43,7 +45,6 @@ from recipe.evaluation import (
     sample_questions,
     summarize,
     summarize_by_kind,
-    write_predictions,
 )
 from recipe.generation.base import GenerationBackend
 from recipe.generation.hf import HFBackend
@@ -102,10 +103,6 @@ def generation_copy(model, dtype: torch.dtype):
 
 
 def seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -270,37 +267,34 @@ class Trainer:
         tracker.log_trajectories(step, trajectories, results, self.tokenizer)
         return scalars
 
-    @torch.no_grad()
     def _reference_logprobs(self, batch: TrainBatch) -> torch.Tensor | None:
         if self.ref_model is None:
             return None
-        out = torch.zeros_like(batch.old_logprobs)
-        for rows in self._micro_batches(batch):
-            sub = batch.select(rows)
-            values, _ = sequence_logprobs(
-                self.ref_model,
-                sub.input_ids,
-                sub.attention_mask,
-                sub.action_mask,
-                self.cfg.rollout.temperature,
-                sub.shared_prefix,
-            )
-            out[rows, : values.shape[1]] = values
-        return out
+        return self._logprobs_without_grad(self.ref_model, batch)
 
     def _micro_batches(self, batch: TrainBatch) -> list[list[int]]:
         return token_micro_batches(range(len(batch)), batch.lengths, self.tc.micro_batch_tokens)
 
-    def _policy_logprobs(self, sub: TrainBatch):
+    def _logprobs(self, model, sub: TrainBatch):
+        """(log-probs [B, T] at the action tokens, their logits) of one micro-batch."""
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.tc.autocast_bf16):
             return sequence_logprobs(
-                self.engine.module,
+                model,
                 sub.input_ids,
                 sub.attention_mask,
                 sub.action_mask,
                 self.cfg.rollout.temperature,
                 sub.shared_prefix,
             )
+
+    @torch.no_grad()
+    def _logprobs_without_grad(self, model, batch: TrainBatch) -> torch.Tensor:
+        """The whole step's log-probs under `model`, micro-batch by micro-batch."""
+        out = torch.zeros_like(batch.old_logprobs)
+        for rows in self._micro_batches(batch):
+            values, _ = self._logprobs(model, batch.select(rows))
+            out[rows, : values.shape[1]] = values.float()
+        return out
 
     def _old_logprobs(self, batch: TrainBatch) -> torch.Tensor | None:
         """The behaviour log-probs when they are known before the update; None when the first
@@ -310,12 +304,7 @@ class Trainer:
             return batch.old_logprobs
         if not (algo.kl_in_reward and algo.kl_coef != 0.0):
             return None
-        out = torch.zeros_like(batch.old_logprobs)
-        with torch.no_grad():
-            for rows in self._micro_batches(batch):
-                values, _ = self._policy_logprobs(batch.select(rows))
-                out[rows, : values.shape[1]] = values.float()
-        return out
+        return self._logprobs_without_grad(self.engine.module, batch)
 
     def _update(self, batch: TrainBatch, ref: torch.Tensor | None) -> dict[str, float]:
         algo = self.cfg.algo
@@ -324,12 +313,9 @@ class Trainer:
             algo, batch.rewards, batch.action_mask, batch.group_index, old, ref
         )
         micro = self._micro_batches(batch)
-        total_tokens = int(batch.action_mask.sum())
-        if old is None:
+        fill_old = old is None
+        if fill_old:
             old = torch.zeros_like(batch.old_logprobs)
-            fill_old = True
-        else:
-            fill_old = False
         sums: dict[str, float] = {}
         for epoch in range(self.tc.ppo_epochs):
             stats = self._epoch(batch, micro, advantages, old, ref, fill_old and epoch == 0)
@@ -337,7 +323,7 @@ class Trainer:
                 sums[key] = sums.get(key, 0.0) + value / self.tc.ppo_epochs
         sums["advantage/mean"] = float(masked_mean(advantages, batch.action_mask))
         sums["return/mean"] = float(masked_mean(returns, batch.action_mask))
-        sums["tokens/action"] = float(total_tokens)
+        sums["tokens/action"] = float(batch.action_mask.sum())
         return sums
 
     def _epoch(self, batch, micro, advantages, old, ref, fill_old: bool) -> dict[str, float]:
@@ -351,21 +337,21 @@ class Trainer:
         for rows in micro:
             sub = batch.select(rows)
             width = sub.input_ids.shape[1]
-            logprobs, logits = self._policy_logprobs(sub)
+            logprobs, logits = self._logprobs(self.engine.module, sub)
             logprobs = logprobs.float()
             if fill_old:
                 old[rows, :width] = logprobs.detach()
             sub_old = old[rows, :width]
             sub_ref = ref[rows, :width] if ref is not None else None
+            weight = int(sub.action_mask.sum()) / total_tokens
             loss, diag = self.policy_loss(
                 logprobs, sub_old, advantages[rows, :width], sub.action_mask, algo.clip_eps
             )
             if sub_ref is not None:
                 kl_term = kl_loss(logprobs, sub_ref, sub.action_mask, algo.kl_estimator)
-                stats["kl"] += float(kl_term) * int(sub.action_mask.sum()) / total_tokens
+                stats["kl"] += float(kl_term) * weight
                 if not algo.kl_in_reward:
                     loss = loss + algo.kl_coef * kl_term
-            weight = int(sub.action_mask.sum()) / total_tokens
             if not torch.isfinite(loss):
                 finite = False
                 break
@@ -414,7 +400,7 @@ class Trainer:
             self.cfg.reward,
             progress=self.cfg.logging.progress,
         )
-        write_predictions(self.run_dir / name, rows)
+        write_jsonl(self.run_dir / name, rows)
         summary = summarize(rows)
         scalars = {f"dev/{k}": v for k, v in summary.items() if k != "questions"}
         tracker.log(step, {**scalars, "timing/eval": time.perf_counter() - started})
@@ -423,18 +409,20 @@ class Trainer:
 
     def _write_summary(self) -> dict:
         summary: dict = {"run": self.tc.run_name, "steps": self.step_done}
+        evaluations = {
+            name: read_predictions(self.run_dir / name)
+            for name in (EVAL_START, EVAL_FINAL)
+            if (self.run_dir / name).is_file()
+        }
         for key, name in (("dev_start", EVAL_START), ("dev_final", EVAL_FINAL)):
-            path = self.run_dir / name
-            if path.is_file():
-                rows = read_predictions(path)
-                summary[key] = summarize(rows)
-                summary[f"{key}_by_kind"] = summarize_by_kind(rows)
-        final = self.run_dir / EVAL_FINAL
-        if final.is_file():
-            ours = read_predictions(final)
+            if name in evaluations:
+                summary[key] = summarize(evaluations[name])
+                summary[f"{key}_by_kind"] = summarize_by_kind(evaluations[name])
+        if EVAL_FINAL in evaluations:
+            ours = evaluations[EVAL_FINAL]
             pairs = {}
-            if (self.run_dir / EVAL_START).is_file():
-                pairs["vs_start"] = read_predictions(self.run_dir / EVAL_START)
+            if EVAL_START in evaluations:
+                pairs["vs_start"] = evaluations[EVAL_START]
             if self.tc.compare_with:
                 other = Path(self.tc.compare_with)
                 for label, name in ((other.name, EVAL_FINAL), (f"{other.name}_start", EVAL_START)):

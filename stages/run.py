@@ -15,7 +15,6 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from data_filtering.sources import SourceError, load_questions
 from recipe.config import parse_cli
@@ -39,7 +38,10 @@ def run_stage(cfg: RunConfig, **trainer_kwargs) -> dict:
     dev = load_records(data.eval_files, data.source_format)
     reward = build_reward(cfg.reward, cfg.tags)
     # The trainer keeps fp32 master weights; `model.dtype` is the generation copy's.
-    model, tokenizer = load_policy(dataclasses.replace(cfg.model, dtype="float32"))
+    try:
+        model, tokenizer = load_policy(dataclasses.replace(cfg.model, dtype="float32"))
+    except OSError as e:  # a missing folder, or a hub id this machine cannot download
+        raise FileNotFoundError(f"model.path {cfg.model.path}: {e}") from e
     retriever = build_retriever(cfg.retriever)
     trainer = Trainer(cfg, model, tokenizer, retriever, reward, train, dev, **trainer_kwargs)
     return trainer.fit()
@@ -48,9 +50,6 @@ def run_stage(cfg: RunConfig, **trainer_kwargs) -> dict:
 def main(default_config: str, argv: Sequence[str] | None = None) -> int:
     cfg = parse_cli(RunConfig, argv, default=default_config)
     name = f"stages ({cfg.trainer.run_name})"
-    if not Path(cfg.model.path).exists():
-        print(f"{name}: model.path {cfg.model.path} does not exist", file=sys.stderr)
-        return 2
     try:
         summary = run_stage(cfg)
     except (SourceError, FileNotFoundError) as e:

@@ -52,15 +52,22 @@ class TrainBatch:
         return TrainBatch(**picked)
 
 
+def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """Length of the longest prefix every sequence shares (0 for none)."""
+    if not sequences:
+        return 0
+    first = sequences[0]
+    limit = min(len(s) for s in sequences)
+    n = 0
+    while n < limit and all(s[n] == first[n] for s in sequences):
+        n += 1
+    return n
+
+
 def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
     """The longest prefix all prompts share, ending before the last token of the shortest (the
     last prompt token predicts the first sampled one)."""
-    first = prompts[0]
-    limit = min(len(p) for p in prompts) - 1
-    n = 0
-    while n < limit and all(p[n] == first[n] for p in prompts):
-        n += 1
-    return max(n, 0)
+    return max(0, min(common_prefix_length(prompts), min(len(p) for p in prompts) - 1))
 
 
 def collate(

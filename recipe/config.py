@@ -31,21 +31,38 @@ class ConfigError(ValueError):
     """A configuration value is unknown, missing or of the wrong type."""
 
 
-def doc(default: Any, help: str, **kwargs: Any) -> Any:
-    """A dataclass field with a default and its one-line documentation."""
+def doc(
+    default: Any,
+    help: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A dataclass field with a default and its one-line documentation; `ge` / `gt` bound a
+    number (a value outside is a `ConfigError` naming the key and its source)."""
+    metadata = {"help": help, "ge": ge, "gt": gt}
     if isinstance(default, list | dict):
         value = default
-        return dataclasses.field(
-            default_factory=lambda: value.copy(), metadata={"help": help}, **kwargs
-        )
+        return dataclasses.field(default_factory=lambda: value.copy(), metadata=metadata, **kwargs)
     if dataclasses.is_dataclass(default) and not isinstance(default, type):
         # A section instance is the default as given (non-class defaults included); each config
         # gets its own copy.
         section = default
         return dataclasses.field(
-            default_factory=lambda: copy.deepcopy(section), metadata={"help": help}, **kwargs
+            default_factory=lambda: copy.deepcopy(section), metadata=metadata, **kwargs
         )
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+def _check_bounds(value: Any, field: dataclasses.Field, where: str) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return
+    ge, gt = field.metadata.get("ge"), field.metadata.get("gt")
+    if ge is not None and not value >= ge:
+        raise ConfigError(f"{where}: must be >= {ge}, got {value!r}")
+    if gt is not None and not value > gt:
+        raise ConfigError(f"{where}: must be > {gt}, got {value!r}")
 
 
 # ---------------------------------------------------------------- reading YAML with extends
@@ -260,6 +277,7 @@ def build(schema: type[T], tree: dict, sources: dict, prefix: str = "") -> T:
             kwargs[name] = build(tp, value or {}, sources, prefix=f"{path}.")
         else:
             kwargs[name] = _coerce(value, tp, _where(path, sources))
+            _check_bounds(kwargs[name], fields[name], _where(path, sources))
     try:
         return schema(**kwargs)
     except (TypeError, ValueError) as e:

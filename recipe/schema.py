@@ -58,21 +58,25 @@ class RetrieverConfig:
         "makes FlagEmbedding encode on all of them, one process each.",
     )
     fp16: bool = doc(False, "Encode in half precision (GPU only).")
-    batch_size: int = doc(64, "Passages per encoder batch when indexing.")
-    max_passage_tokens: int = doc(256, "Passage truncation for the encoder.")
+    batch_size: int = doc(64, "Passages per encoder batch when indexing.", ge=1)
+    max_passage_tokens: int = doc(256, "Passage truncation for the encoder.", ge=1)
     index_dir: str = doc("runs/index/miniwiki", "Folder of the index, doc store and manifest.")
     faiss_factory: str = doc("Flat", "faiss index_factory string: Flat, IVF4096,Flat, HNSW32, SQ8.")
-    topk: int = doc(3, "Passages returned per query.")
+    topk: int = doc(3, "Passages returned per query.", ge=1)
     url: str | None = doc(None, "Retrieval service URL; null searches in process.")
     host: str = doc("127.0.0.1", "Address the retrieval service binds.")
     port: int = doc(8008, "Port the retrieval service binds.")
-    timeout_s: float = doc(30.0, "Per-request timeout of the HTTP client.")
-    max_retries: int = doc(3, "HTTP retries (exponential backoff) before failing.")
-    cache_size: int = doc(100_000, "LRU cache entries keyed by (query, k); 0 disables.")
-    max_queries_per_request: int = doc(512, "The service answers 413 above this.")
-    max_query_chars: int = doc(2048, "The service answers 422 for longer queries.")
-    passage_words: int = doc(100, "kilt reader: words per passage (R1-Searcher: 100).")
-    max_query_tokens: int = doc(128, "Query truncation for the encoder.")
+    timeout_s: float = doc(
+        30.0, "Client: bound on each HTTP attempt, the whole reply included.", gt=0
+    )
+    max_retries: int = doc(3, "HTTP retries (exponential backoff) before failing.", ge=0)
+    cache_size: int = doc(100_000, "LRU cache entries keyed by (query, k); 0 disables.", ge=0)
+    max_queries_per_request: int = doc(512, "The service answers 413 above this.", ge=1)
+    max_query_chars: int = doc(
+        2048, "The service answers 422 for longer queries; rollouts cut theirs to it.", ge=1
+    )
+    passage_words: int = doc(100, "kilt reader: words per passage (R1-Searcher: 100).", ge=1)
+    max_query_tokens: int = doc(128, "Query truncation for the encoder.", ge=1)
     faiss_train_size: int = doc(200_000, "Vectors sampled to train IVF / SQ / PQ indexes.")
     faiss_nprobe: int = doc(64, "IVF lists probed per query (IVF factories only).")
     hnsw_ef_search: int = doc(128, "HNSW search breadth (HNSW factories only).")
@@ -85,20 +89,26 @@ class RetrieverConfig:
         "Service: extra wait for more requests to batch (0: batch only those that queued "
         "while the previous batch ran, adding no latency).",
     )
-    max_topk: int = doc(100, "The service answers 422 for a larger topk / k.")
-    retry_backoff_s: float = doc(0.5, "Client: first retry delay, doubled after each failure.")
+    max_topk: int = doc(100, "The service answers 422 for a larger topk / k.", ge=1)
+    retry_backoff_s: float = doc(
+        0.5, "Client: first retry delay, doubled after each failure.", ge=0
+    )
     health_check: bool = doc(True, "Client: check GET /health at start-up, fail fast if down.")
 
 
 @dataclass
 class RolloutConfig:
     backend: Literal["hf", "vllm"] = doc("hf", "Generation backend.")
-    samples_per_prompt: int = doc(8, "Rollouts per question (the group for the baseline).")
+    samples_per_prompt: int = doc(8, "Rollouts per question (the group for the baseline).", ge=1)
     temperature: float = doc(1.0, "Sampling temperature.")
     top_p: float = doc(1.0, "Nucleus sampling mass.")
-    max_segment_tokens: int = doc(512, "Tokens the model may generate between two insertions.")
-    max_response_tokens: int = doc(2048, "Cap on all response tokens, inserted ones included.")
-    max_retrievals: int = doc(8, "Searches per trajectory before it is finished.")
+    max_segment_tokens: int = doc(
+        512, "Tokens the model may generate between two insertions.", ge=1
+    )
+    max_response_tokens: int = doc(
+        2048, "Cap on all response tokens, inserted ones included.", ge=1
+    )
+    max_retrievals: int = doc(8, "Searches per trajectory before it is finished.", ge=0)
     on_max_retrievals: Literal["keep", "force_answer"] = doc(
         "keep",
         "The documents of the last allowed search are inserted either way. keep: a further "
@@ -109,7 +119,7 @@ class RolloutConfig:
     stop_at_answer_end: bool = doc(
         True, "End the response at the answer end tag (R1-Searcher's generation stops on it)."
     )
-    batch_size: int = doc(16, "Trajectories generated together.")
+    batch_size: int = doc(16, "Trajectories generated together.", ge=1)
     seed: int = doc(0, "Sampling seed.")
     doc_template: str = doc("({rank}){text}", "One retrieved passage in the inserted block.")
     gpu_memory_utilization: float = doc(0.5, "vLLM: fraction of GPU memory for weights + cache.")

@@ -166,30 +166,48 @@ def _check_think_end(checker: _Checker) -> TagEvent | None:
     return think_ends[0]
 
 
+def _answer_blocks(events: list[TagEvent]) -> list[tuple[int, int]]:
+    """(start, end) event indices of each closed answer block, in order.
+
+    A start tag owns the first end tag after it unless another start tag comes first (the later
+    start owns that end). One backward pass, so the work stays linear in the number of tags
+    however many answer tags a response repeats.
+    """
+    blocks = []
+    next_answer_tag: int | None = None  # index of the nearest answer tag after the current one
+    for k in range(len(events) - 1, -1, -1):
+        name = events[k].name
+        if name not in ("answer_start", "answer_end"):
+            continue
+        if name == "answer_start" and next_answer_tag is not None:
+            if events[next_answer_tag].name == "answer_end":
+                blocks.append((k, next_answer_tag))
+        next_answer_tag = k
+    return blocks[::-1]
+
+
 def _check_answer(
     checker: _Checker, think_end: TagEvent | None, max_answer_words: int
 ) -> str | None:
     """Apply the answer rules; return the text of the last closed answer block, if any."""
     events = checker.written
-    starts = [k for k, e in enumerate(events) if e.name == "answer_start"]
+    n_starts = sum(e.name == "answer_start" for e in events)
     n_ends = sum(e.name == "answer_end" for e in events)
-    if not starts:
+    if not n_starts:
         checker.flag("answer_missing")
-    elif len(starts) > 1 or n_ends > 1:
+    elif n_starts > 1 or n_ends > 1:
         checker.flag("answer_repeated")
+    blocks = _answer_blocks(events)
+    if any(end > start + 1 for start, end in blocks):
+        checker.flag("answer_has_tags")
     answer = None
-    for k in starts:
-        close = next((j for j in range(k + 1, len(events)) if events[j].name == "answer_end"), None)
-        if close is None:
-            continue
-        if any(events[j].name == "answer_start" for j in range(k + 1, close)):
-            continue  # the next start owns this end
-        answer = checker.response[events[k].end : events[close].start].strip()
-        if close > k + 1:
-            checker.flag("answer_has_tags")
-    if starts and answer is None:
+    if blocks:
+        start, end = blocks[-1]
+        answer = checker.response[events[start].end : events[end].start].strip()
+    if n_starts and answer is None:
         checker.flag("answer_unclosed")
-    if starts and think_end is not None and events[starts[0]].start < think_end.start:
+    first_start = next((e for e in events if e.name == "answer_start"), None)
+    if first_start is not None and think_end is not None and first_start.start < think_end.start:
         checker.flag("answer_before_think_end")
     if answer is not None and not answer:
         checker.flag("answer_empty")

@@ -14,6 +14,13 @@ Two profiles pin the two normalisations the literature uses:
 
 Every metric takes one gold string or a list of them and returns the best score over the golds,
 as a float in [0, 1]; an empty gold list scores 0.
+
+Odd inputs, decided here once: a prediction of `None` means "no answer" and scores 0 on every
+metric (even against an empty gold); a number (an `int` or `float` read from JSON, a year say)
+is compared as `str(value)`; a `None` gold is skipped; a list, dict or other object where one
+string is expected raises `TypeError` naming it (score each candidate separately). Text is not
+Unicode-folded: the official scripts apply no NFKC, so "ﬁ" and "fi" or full-width and ASCII
+digits differ here too; fold both sides before calling for that behaviour.
 """
 
 from __future__ import annotations
@@ -82,6 +89,7 @@ def get_profile(profile: str | NormalizationProfile) -> NormalizationProfile:
 def normalize_answer(text: str, profile: str | NormalizationProfile = "squad") -> str:
     """The profile's normalised form of `text` (tokens joined by single spaces)."""
     spec = get_profile(profile)
+    text = _as_text(text, "the text to normalise")
     text = spec.exact_string_map.get(text, text)
     if spec.underscore_to_space:
         text = text.replace("_", " ")
@@ -92,14 +100,32 @@ def normalize_answer(text: str, profile: str | NormalizationProfile = "squad") -
     return " ".join(text.split())
 
 
-def _as_list(golds: str | Sequence[str]) -> list[str]:
-    return [golds] if isinstance(golds, str) else list(golds)
+def _as_text(value: object, role: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    raise TypeError(
+        f"{role} must be a string, got {type(value).__name__} {value!r:.80}; "
+        "score each candidate separately"
+    )
 
 
-def _best(pred: str, golds: str | Sequence[str], score, profile) -> float:
+def _as_list(golds: object) -> list[str]:
+    if golds is None or isinstance(golds, str | int | float):
+        golds = [golds]
+    if not isinstance(golds, Sequence):
+        raise TypeError(f"golds must be a string or a list of strings, got {type(golds).__name__}")
+    return [_as_text(gold, "a gold answer") for gold in golds if gold is not None]
+
+
+def _best(pred: str | None, golds: str | Sequence[str], score, profile) -> float:
     spec = get_profile(profile)
-    norm_pred = normalize_answer(pred, spec)
-    scores = [score(norm_pred, normalize_answer(gold, spec), spec) for gold in _as_list(golds)]
+    gold_texts = _as_list(golds)
+    if pred is None:
+        return 0.0
+    norm_pred = normalize_answer(_as_text(pred, "the prediction"), spec)
+    scores = [score(norm_pred, normalize_answer(gold, spec), spec) for gold in gold_texts]
     return max(scores, default=0.0)
 
 
@@ -134,21 +160,21 @@ def _f1(norm_pred: str, norm_gold: str, spec: NormalizationProfile) -> float:
 
 
 def exact_match(
-    pred: str, golds: str | Sequence[str], profile: str | NormalizationProfile = "squad"
+    pred: str | None, golds: str | Sequence[str], profile: str | NormalizationProfile = "squad"
 ) -> float:
     """1.0 when the normalised prediction equals some normalised gold."""
     return _best(pred, golds, _exact, profile)
 
 
 def cover_exact_match(
-    pred: str, golds: str | Sequence[str], profile: str | NormalizationProfile = "squad"
+    pred: str | None, golds: str | Sequence[str], profile: str | NormalizationProfile = "squad"
 ) -> float:
     """1.0 when every token of some normalised gold occurs in the normalised prediction."""
     return _best(pred, golds, _cover, profile)
 
 
 def f1_score(
-    pred: str, golds: str | Sequence[str], profile: str | NormalizationProfile = "squad"
+    pred: str | None, golds: str | Sequence[str], profile: str | NormalizationProfile = "squad"
 ) -> float:
     """Token-level F1 (bag of normalised tokens), best over the golds."""
     return _best(pred, golds, _f1, profile)

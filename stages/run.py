@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from data_filtering.sources import SourceError, load_questions
 from recipe.config import parse_cli
 from recipe.policy import load_policy
+from recipe.retrieval.client import RetrievalError
 from recipe.schema import RunConfig
 from recipe.trainer import Trainer, TrainingError
 from rewards.stage import build_reward
@@ -37,12 +38,12 @@ def run_stage(cfg: RunConfig, **trainer_kwargs) -> dict:
     train = load_records(data.train_files, data.source_format, data.max_questions)
     dev = load_records(data.eval_files, data.source_format)
     reward = build_reward(cfg.reward, cfg.tags)
+    retriever = build_retriever(cfg.retriever)  # before the model: a dead service fails fast
     # The trainer keeps fp32 master weights; `model.dtype` is the generation copy's.
     try:
         model, tokenizer = load_policy(dataclasses.replace(cfg.model, dtype="float32"))
     except OSError as e:  # a missing folder, or a hub id this machine cannot download
         raise FileNotFoundError(f"model.path {cfg.model.path}: {e}") from e
-    retriever = build_retriever(cfg.retriever)
     trainer = Trainer(cfg, model, tokenizer, retriever, reward, train, dev, **trainer_kwargs)
     return trainer.fit()
 
@@ -57,6 +58,9 @@ def main(default_config: str, argv: Sequence[str] | None = None) -> int:
         return 2
     except TrainingError as e:
         print(f"{name}: {e}", file=sys.stderr)
+        return 1
+    except RetrievalError as e:  # checkpoints are untouched; a rerun resumes from the last
+        print(f"{name}: search failed, training stopped: {e}; rerun to resume", file=sys.stderr)
         return 1
     print(json.dumps(summary, indent=2))
     return 0

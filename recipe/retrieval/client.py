@@ -2,16 +2,20 @@
 
 `build_retriever(retriever_cfg)` returns
 - `retriever.url` null: the index in `retriever.index_dir` opened in this process;
-- `retriever.url` set: `HttpRetriever`, which checks `GET /health` at start-up, gives every
-  request `timeout_s`, retries transport errors and 5xx answers `max_retries` times with
-  exponential backoff, then raises `RetrievalUnavailable`, so training fails fast instead of
-  hanging on a dead service;
-wrapped in `CachedRetriever`: one backend call per turn for the distinct uncached queries,
-and an LRU cache keyed by (query, k) of `cache_size` entries (0 disables the cache).
+- `retriever.url` set: `HttpRetriever`, which checks `GET /health` at start-up and bounds every
+  attempt (connect, send, the whole reply) by `timeout_s`, so a server that trickles its reply
+  cannot hold a step; it retries transport errors, timeouts and 5xx answers `max_retries` times
+  with exponential backoff, then raises `RetrievalUnavailable`, so training fails fast within
+  (max_retries + 1) * timeout_s plus the backoff instead of hanging on a dead service;
+wrapped in `CachedRetriever`: queries cut to `max_query_chars` characters on both routes (the
+service refuses longer ones; the encoder reads only the first `max_query_tokens` tokens anyway),
+one backend call per turn for the distinct uncached queries, and an LRU cache keyed by
+(query, k) of `cache_size` entries (0 disables the cache).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import OrderedDict
@@ -22,16 +26,30 @@ import httpx
 from recipe.retrieval.base import Hit, Passage, Retriever
 from recipe.schema import RetrieverConfig
 
+START_HINT = "start it with `make serve-retriever`, or set retriever.url: null to search in process"
 
-class RetrievalUnavailable(RuntimeError):
+
+class RetrievalError(RuntimeError):
+    """The retrieval service failed a rollout's search; the message says how."""
+
+
+class RetrievalUnavailable(RetrievalError):
     """The retrieval service could not be reached (or kept failing) within the retry budget."""
 
 
-class RetrievalRequestError(RuntimeError):
+class RetrievalRequestError(RetrievalError):
     """The service refused a request (4xx); retrying the same request would not help."""
 
 
+class RetrievalResponseError(RetrievalError):
+    """A 200 reply that is not the service's JSON: `retriever.url` is likely another server."""
+
+
 class _ServerError(Exception):
+    pass
+
+
+class _WholeRequestTimeout(Exception):
     pass
 
 
@@ -40,8 +58,23 @@ def _passage_of(document: dict) -> Passage:
     return Passage(str(document["id"]), title, text)
 
 
+def _hits_of(result: object, n_queries: int) -> list[list[Hit]]:
+    """`/retrieve`'s `result` as hits; ValueError when it is not that shape."""
+    if not isinstance(result, list) or len(result) != n_queries:
+        raise ValueError(f"`result` is not a list of {n_queries} lists")
+    try:
+        return [[Hit(_passage_of(e["document"]), float(e["score"])) for e in es] for es in result]
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ValueError(f"an entry lacks document.id / document.contents / score ({e!r})") from e
+
+
 class HttpRetriever:
-    """Client of `recipe.retrieval.server`'s `POST /retrieve` (Search-R1's shape)."""
+    """Client of `recipe.retrieval.server`'s `POST /retrieve` (Search-R1's shape).
+
+    Requests run on a private event loop in a daemon thread: `asyncio.wait_for` can cancel a
+    reply mid-read, which a blocking client's per-read timeout cannot (httpx bounds each read,
+    not the request).
+    """
 
     def __init__(
         self,
@@ -53,14 +86,52 @@ class HttpRetriever:
         max_queries_per_request: int,
         health_check: bool = True,
     ) -> None:
+        if timeout_s <= 0 or max_retries < 0 or backoff_s < 0 or max_queries_per_request < 1:
+            raise ValueError(
+                "HttpRetriever needs timeout_s > 0, max_retries >= 0, backoff_s >= 0 and "
+                f"max_queries_per_request >= 1; got {timeout_s}, {max_retries}, {backoff_s}, "
+                f"{max_queries_per_request}"
+            )
         self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.chunk = max_queries_per_request
         self.requests = 0
-        self.client = httpx.Client(base_url=self.url, timeout=timeout_s)
+        self.server_limits: dict = {}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="retrieval-client", daemon=True
+        )
+        self._thread.start()
+        self._client = self._run(self._open_client(), timeout_s=None)
         if health_check:
-            self.health()
+            self.server_limits = self.health()
+
+    async def _open_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=self.timeout_s)
+
+    def _run(self, coroutine, timeout_s: float | None):
+        async def bounded():
+            try:
+                return await asyncio.wait_for(coroutine, timeout_s)
+            except TimeoutError:
+                raise _WholeRequestTimeout(f"no complete reply within {timeout_s} s") from None
+
+        return asyncio.run_coroutine_threadsafe(bounded(), self._loop).result()
+
+    def _attempt(self, method: str, path: str, body: dict | None) -> httpx.Response:
+        self.requests += 1
+        request = self._client.request(method, path, json=body)
+        response = self._run(request, timeout_s=self.timeout_s)
+        if response.status_code >= 500:
+            raise _ServerError(f"HTTP {response.status_code}: {response.text[:200]}")
+        if response.status_code >= 400:
+            raise RetrievalRequestError(
+                f"{method} {self.url}{path} refused with HTTP {response.status_code}: "
+                f"{response.text[:500]}"
+            )
+        return response
 
     def _request(self, method: str, path: str, body: dict | None = None) -> dict:
         last_error: Exception | None = None
@@ -68,48 +139,69 @@ class HttpRetriever:
             if attempt:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
-                self.requests += 1
-                response = self.client.request(method, path, json=body)
-                if response.status_code >= 500:
-                    raise _ServerError(f"HTTP {response.status_code}: {response.text[:200]}")
-                if response.status_code >= 400:
-                    raise RetrievalRequestError(
-                        f"{method} {self.url}{path} refused with HTTP {response.status_code}: "
-                        f"{response.text[:500]}"
-                    )
-                return response.json()
-            except (httpx.TransportError, _ServerError) as error:
+                response = self._attempt(method, path, body)
+                break
+            except (httpx.TransportError, _ServerError, _WholeRequestTimeout) as error:
                 last_error = error
-        raise RetrievalUnavailable(
-            f"retrieval service {self.url} failed {self.max_retries + 1} attempts "
-            f"({type(last_error).__name__}: {last_error}); start it with "
-            "`make serve-retriever`, or set retriever.url: null to search in process"
-        )
+        else:
+            raise RetrievalUnavailable(
+                f"retrieval service {self.url} failed {self.max_retries + 1} attempts "
+                f"({type(last_error).__name__}: {last_error}); {START_HINT}"
+            )
+        try:
+            reply = response.json()
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict):
+            raise RetrievalResponseError(
+                f"{method} {self.url}{path} answered {response.status_code} with "
+                f"{response.text[:200]!r}, not a JSON object; is retriever.url the retrieval "
+                "service (`make serve-retriever`)?"
+            )
+        return reply
 
     def health(self) -> dict:
         return self._request("GET", "/health")
 
+    def _server_max_chars(self) -> int | None:
+        """The query limit the service reported at its health check (it refuses longer)."""
+        limit = self.server_limits.get("max_query_chars")
+        return limit if isinstance(limit, int) and limit > 0 else None
+
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         hits: list[list[Hit]] = []
         for start in range(0, len(queries), self.chunk):
-            body = {"queries": list(queries[start : start + self.chunk]), "topk": k}
-            result = self._request("POST", "/retrieve", body | {"return_scores": True})["result"]
-            hits.extend(
-                [Hit(_passage_of(e["document"]), float(e["score"])) for e in entries]
-                for entries in result
-            )
+            chunk = [q[: self._server_max_chars()] for q in queries[start : start + self.chunk]]
+            body = {"queries": chunk, "topk": k, "return_scores": True}
+            reply = self._request("POST", "/retrieve", body)
+            try:
+                hits.extend(_hits_of(reply.get("result"), len(chunk)))
+            except ValueError as e:
+                raise RetrievalResponseError(
+                    f"POST {self.url}/retrieve answered a body that is not the service's "
+                    f"shape: {e}; is retriever.url the retrieval service?"
+                ) from None
         return hits
 
     def close(self) -> None:
-        self.client.close()
+        if self._loop.is_closed():
+            return
+        self._run(self._client.aclose(), timeout_s=self.timeout_s)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
 
 
 class CachedRetriever:
-    """Dedupes a batch's queries, serves repeats from an LRU cache, asks `inner` for the rest."""
+    """Cuts queries to `max_query_chars`, dedupes a batch's queries, serves repeats from an
+    LRU cache, asks `inner` for the rest."""
 
-    def __init__(self, inner: Retriever, cache_size: int) -> None:
+    def __init__(
+        self, inner: Retriever, cache_size: int, max_query_chars: int | None = None
+    ) -> None:
         self.inner = inner
         self.cache_size = cache_size
+        self.max_query_chars = max_query_chars
         self.cache: OrderedDict[tuple[str, int], list[Hit]] = OrderedDict()
         self.hits = 0
         self.misses = 0
@@ -136,6 +228,7 @@ class CachedRetriever:
                 self.cache.popitem(last=False)
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        queries = [q[: self.max_query_chars] for q in queries]
         found = self._lookup(queries, k)
         missing = [q for q in dict.fromkeys(queries) if q not in found]
         self.hits += len(queries) - len(missing)
@@ -162,4 +255,4 @@ def build_retriever(cfg: RetrieverConfig) -> Retriever:
         from recipe.retrieval.index import open_index
 
         inner = open_index(cfg)
-    return CachedRetriever(inner, cfg.cache_size)
+    return CachedRetriever(inner, cfg.cache_size, cfg.max_query_chars)

@@ -7,7 +7,7 @@ Endpoints
   (without scores each entry is the document itself).
 - `POST /queries`, R1-Searcher's shape: `{"queries": [...], "k": 3}` ->
   `{"queries": [...], "answers": [["Title\\ntext", ...], ...]}`.
-- `GET /health`: `{"status": "ok", "kind", "passages", ...}`.
+- `GET /health`: `{"status": "ok", "kind", "passages", "max_query_chars", ...}`.
 
 Requests over `retriever.max_queries_per_request` queries answer 413; a query longer than
 `retriever.max_query_chars` characters, or a k outside 1..`retriever.max_topk`, answers 422.
@@ -108,6 +108,7 @@ def create_app(retriever: Retriever, cfg: RetrieverConfig) -> FastAPI:
             "index_dir": cfg.index_dir,
             "passages": len(retriever) if hasattr(retriever, "__len__") else None,
             "batches_served": batcher.batches,
+            "max_query_chars": cfg.max_query_chars,  # clients cut longer queries to this
         }
 
     return app

@@ -193,3 +193,46 @@ def test_a_save_that_fails_midway_leaves_the_previous_checkpoint(tmp_path, monke
     resumed = tiny_trainer(tmp_path / "run", steps=2)
     resumed.fit()
     assert resumed.step_done == 2
+
+
+def test_a_retrieval_service_that_dies_stops_the_run_and_the_rerun_resumes(tmp_path):
+    from recipe.retrieval.bm25 import BM25Retriever
+    from recipe.retrieval.client import CachedRetriever, HttpRetriever, RetrievalUnavailable
+    from recipe.retrieval.server import create_app
+    from recipe.rollout_demo import DEMO_PASSAGES
+    from recipe.schema import RetrieverConfig
+    from recipe.training.checkpoint import CheckpointStore
+    from tests.retrieval.conftest import LoopbackServer
+
+    def service_and_client():
+        server = LoopbackServer(create_app(BM25Retriever(list(DEMO_PASSAGES)), RetrieverConfig()))
+        client = HttpRetriever(
+            server.url, timeout_s=5.0, max_retries=2, backoff_s=0.01, max_queries_per_request=64
+        )
+        return server, client
+
+    server, client = service_and_client()
+    seen = {}
+
+    def kill_service_after_step_1(step: int) -> None:
+        if step == 1:
+            server.stop()
+            seen["requests"] = client.requests
+
+    run = tmp_path / "run"
+    trainer = tiny_trainer(
+        run, steps=2, on_step_end=kill_service_after_step_1, retriever=CachedRetriever(client, 0)
+    )
+    with pytest.raises(RetrievalUnavailable, match="failed 3 attempts"):
+        trainer.fit()
+    assert client.requests - seen["requests"] == 3  # bounded retries, then the error
+    assert CheckpointStore(run, keep=2).latest().name == "step-000001"
+    assert sorted(_metrics(run)) == [1]
+
+    server, client = service_and_client()  # the service is back: the rerun does step 2
+    try:
+        resumed = tiny_trainer(run, steps=2, retriever=CachedRetriever(client, 0))
+        resumed.fit()
+    finally:
+        server.stop()
+    assert resumed.step_done == 2 and sorted(_metrics(run)) == [1, 2]

@@ -100,7 +100,7 @@ class ParityScript:
         return forced
 
 
-def tiny_trainer(run_dir: Path, steps: int, on_step_end=None, **trainer) -> Trainer:
+def tiny_trainer(run_dir: Path, steps: int, on_step_end=None, retriever=None, **trainer) -> Trainer:
     torch.manual_seed(0)
     cfg = tiny_config(run_dir, steps, **trainer)
     tokenizer = smollm2_tokenizer()
@@ -114,7 +114,7 @@ def tiny_trainer(run_dir: Path, steps: int, on_step_end=None, **trainer) -> Trai
         cfg,
         model,
         tokenizer,
-        BM25Retriever(list(DEMO_PASSAGES)),
+        BM25Retriever(list(DEMO_PASSAGES)) if retriever is None else retriever,
         build_reward(cfg.reward, cfg.tags),
         DEMO_RECORDS,
         DEMO_RECORDS,

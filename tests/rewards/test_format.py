@@ -277,3 +277,52 @@ def test_any_passage_without_the_end_tag_keeps_a_valid_response_valid(passages):
     assert report.valid, report.violations
     assert report.queries == ["q one", "q two"]
     assert report.answer == "Paris"
+
+
+# ---------------------------------------------------------------- cost on adversarial responses
+
+
+def python_lines_run(text: str) -> int:
+    """Lines of rewards/format.py executed by one check: the checker's work, not its time."""
+    import sys
+
+    import rewards.format as format_module
+
+    counted = format_module.__file__
+    lines = 0
+
+    def tracer(frame, event, arg):
+        nonlocal lines
+        if frame.f_code.co_filename != counted:
+            return None
+        if event == "line":
+            lines += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        check_format(text)
+    finally:
+        sys.settrace(None)
+    return lines
+
+
+ADVERSARIAL = {
+    "answer_starts": lambda n: AS * n,
+    "answer_ends": lambda n: AE * n,
+    "answer_pairs_inside_out": lambda n: AS * n + AE * n,
+    "answer_blocks": lambda n: f"{TE}" + f"{AS}x{AE}" * n,
+    "queries_unclosed_docs": lambda n: f"{BQ}q{EQ}\n{BD}" * n,
+    "queries_open": lambda n: BQ * n,
+    "think_ends": lambda n: TE * n,
+    "docs_tags": lambda n: (BD + ED) * n,
+}
+
+
+@pytest.mark.parametrize("shape", sorted(ADVERSARIAL))
+def test_work_grows_linearly_with_the_number_of_tags(shape):
+    # A reward runs on every sample of every step: doubling a response may at most double the
+    # checker's work (plus a constant). Before the fix, 2000 answer-start tags cost ~4x 1000.
+    make = ADVERSARIAL[shape]
+    small, large = python_lines_run(make(1000)), python_lines_run(make(2000))
+    assert large <= 2.1 * small + 100, (shape, small, large)

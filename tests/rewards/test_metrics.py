@@ -175,3 +175,46 @@ def test_metrics_return_floats_in_unit_interval(metric, profile):
         value = metric(pred, golds, profile)
         assert isinstance(value, float)
         assert 0.0 <= value <= 1.0
+
+
+# ---------------------------------------------------------------- odd inputs (module docstring)
+
+METRICS = (exact_match, cover_exact_match, f1_score)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("profile", ["squad", "r1searcher"])
+def test_a_none_prediction_is_no_answer_and_scores_zero(metric, profile):
+    assert metric(None, ["Paris"], profile) == 0.0
+    assert metric(None, [""], profile) == 0.0  # even where an empty prediction would score 1
+    assert metric(None, [], profile) == 0.0
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_numbers_compare_as_their_text(metric):
+    assert metric(1990, ["1990"]) == 1.0
+    assert metric("1990", [1990]) == 1.0
+    assert metric("1990", 1990) == 1.0
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_none_golds_are_skipped(metric):
+    assert metric("Paris", [None, "Paris"]) == 1.0
+    assert metric("Paris", [None]) == 0.0
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("odd", [["Paris", "Rome"], {"answer": "Paris"}, object()])
+def test_a_non_string_prediction_raises_a_type_error_naming_it(metric, odd):
+    with pytest.raises(TypeError, match="the prediction must be a string, got"):
+        metric(odd, ["Paris"])
+
+
+def test_a_nested_gold_list_raises_a_type_error():
+    with pytest.raises(TypeError, match="a gold answer must be a string, got list"):
+        f1_score("Paris", [["Paris"]])
+
+
+def test_no_unicode_folding_as_in_the_official_scripts():
+    assert exact_match("ﬁsh", ["fish"]) == 0.0  # the ligature is not folded (no NFKC)
+    assert exact_match("１９９０", ["1990"]) == 0.0  # nor are full-width digits

@@ -1,7 +1,8 @@
 """The base model's gate, before any RL (issue 4, section 3).
 
 Rollouts of the base model on task-world dev questions with the stage prompt, sampled at the
-stage temperature by the real rollout engine against a retriever over the task corpus. The
+stage temperature by the real rollout engine against a retriever over the task corpus, scored
+by the evaluation's own code (`recipe.evaluation`); this module holds only the gate's checks. The
 base must seldom search (there is something for stage 1 to teach), mostly write well-formed
 responses (the format is known), and answer clearly better when it does search than when it
 does not (there is something for stage 2 to reward). Thresholds are in the `gate` section.
@@ -11,32 +12,21 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from data_filtering.records import QARecord
 from data_filtering.sources import load_questions
 from miniwiki.base_config import GateConfig
+from recipe.evaluation import question_kind, score_trajectory, summarize_by_kind
 from recipe.retrieval.base import Retriever
 from recipe.retrieval.bm25 import BM25Retriever
 from recipe.retrieval.corpus import read_corpus
 from recipe.rollout import Trajectory, build_rollout_engine
 from recipe.schema import RunConfig
 from rewards.format import check_format
-from rewards.metrics import cover_exact_match
 
 DEV_FILES = ("hotpotqa_dev.json", "2wiki_dev.json")
-
-
-@dataclass
-class RolloutOutcome:
-    searched: bool
-    n_queries: int
-    valid: bool
-    cover_em: float
-    qtype: str
-    stop_reason: str
-    violations: list[str]
 
 
 def dev_questions(task_dir: str | Path, n: int, seed: int) -> list[QARecord]:
@@ -63,56 +53,48 @@ def gate_retriever(
     raise ValueError(f"gate.retriever must be bm25 or config, got {gate_cfg.retriever!r}")
 
 
-def score(trajectory: Trajectory, record: QARecord, run_cfg: RunConfig) -> RolloutOutcome:
+def score(trajectory: Trajectory, record: QARecord, run_cfg: RunConfig) -> dict:
+    """The evaluation's scores of one rollout (`recipe.evaluation`), with its question kind.
+    `searched` is an executed search; the gate's search rate counts well-formed queries."""
+    row = score_trajectory(trajectory, run_cfg.tags, run_cfg.reward)
     report = check_format(trajectory.response_text, run_cfg.tags, run_cfg.reward.max_answer_words)
-    cover = 0.0
-    if report.answer is not None:
-        cover = cover_exact_match(report.answer, trajectory.golds, run_cfg.reward.metric_profile)
-    return RolloutOutcome(
-        searched=report.n_queries >= 1,
-        n_queries=report.n_queries,
-        valid=report.valid,
-        cover_em=cover,
-        qtype=f"{record.source}/{record.meta.get('type', '?')}",
-        stop_reason=trajectory.stop_reason,
-        violations=report.violations,
-    )
+    return {**row, "kind": question_kind(record), "n_queries": report.n_queries}
 
 
 def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
-def summarize(outcomes: list[RolloutOutcome], gate_cfg: GateConfig) -> dict:
-    searched = [o for o in outcomes if o.searched]
-    silent = [o for o in outcomes if not o.searched]
-    n = len(outcomes)
+def summarize(rows: list[dict], gate_cfg: GateConfig) -> dict:
+    searched = [r for r in rows if r["n_queries"] >= 1]
+    silent = [r for r in rows if r["n_queries"] == 0]
+    n = len(rows)
     metrics = {
         "rollouts": n,
         "searched_rollouts": len(searched),
         "search_rate": round(len(searched) / n, 4),
-        "format_valid_rate": round(sum(o.valid for o in outcomes) / n, 4),
-        "cover_em": _mean([o.cover_em for o in outcomes]),
-        "cover_em_searched": _mean([o.cover_em for o in searched]),
-        "cover_em_not_searched": _mean([o.cover_em for o in silent]),
-        "queries_per_searched_rollout": _mean([float(o.n_queries) for o in searched]),
-        "stop_reasons": dict(Counter(o.stop_reason for o in outcomes)),
-        "violations": dict(Counter(v for o in outcomes for v in o.violations)),
-        "by_type": _by_type(outcomes),
+        "format_valid_rate": round(sum(r["valid"] for r in rows) / n, 4),
+        "cover_em": _mean([r["cover_em"] for r in rows]),
+        "cover_em_searched": _mean([r["cover_em"] for r in searched]),
+        "cover_em_not_searched": _mean([r["cover_em"] for r in silent]),
+        "queries_per_searched_rollout": _mean([float(r["n_queries"]) for r in searched]),
+        "stop_reasons": dict(Counter(r["stop_reason"] for r in rows)),
+        "violations": dict(Counter(v for r in rows for v in r["violations"])),
+        "by_type": _by_type(rows),
     }
     return {"metrics": metrics, "checks": _checks(metrics, gate_cfg)}
 
 
-def _by_type(outcomes: list[RolloutOutcome]) -> dict:
-    out = {}
-    for qtype in sorted({o.qtype for o in outcomes}):
-        group = [o for o in outcomes if o.qtype == qtype]
-        out[qtype] = {
-            "rollouts": len(group),
-            "search_rate": _mean([float(o.searched) for o in group]),
-            "cover_em": _mean([o.cover_em for o in group]),
+def _by_type(rows: list[dict]) -> dict:
+    by_kind = summarize_by_kind(rows)
+    return {
+        kind: {
+            "rollouts": summary["questions"],
+            "search_rate": _mean([float(r["n_queries"] >= 1) for r in rows if r["kind"] == kind]),
+            "cover_em": summary["cover_em"],
         }
-    return out
+        for kind, summary in by_kind.items()
+    }
 
 
 def _checks(m: dict, g: GateConfig) -> dict:
@@ -147,8 +129,8 @@ def run_gate(
     )
     trajectories = engine.rollout(records)
     by_id = {r.id: r for r in records}
-    outcomes = [score(t, by_id[t.record_id], run_cfg) for t in trajectories]
-    report = summarize(outcomes, gate_cfg)
+    rows = [score(t, by_id[t.record_id], run_cfg) for t in trajectories]
+    report = summarize(rows, gate_cfg)
     report["passed"] = all(c["passed"] for c in report["checks"].values())
     report["setting"] = {
         "questions": len(records),
@@ -158,21 +140,13 @@ def run_gate(
         "topk": run_cfg.retriever.topk,
         "prompt_style": run_cfg.model.prompt_style,
     }
-    report["examples"] = _examples(trajectories, outcomes)
+    report["examples"] = _examples(rows)
     return report
 
 
-def _examples(trajectories: list[Trajectory], outcomes: list[RolloutOutcome], n: int = 4) -> list:
+def _examples(rows: list[dict], n: int = 4) -> list:
     """A few responses (searched and not) so the report can be read, not just trusted."""
-    picked = [i for i, o in enumerate(outcomes) if o.searched][: n // 2]
-    picked += [i for i, o in enumerate(outcomes) if not o.searched][: n - len(picked)]
-    return [
-        {
-            "question": trajectories[i].question,
-            "golds": trajectories[i].golds,
-            "response": trajectories[i].response_text,
-            "cover_em": outcomes[i].cover_em,
-            "valid": outcomes[i].valid,
-        }
-        for i in picked
-    ]
+    picked = [r for r in rows if r["n_queries"] >= 1][: n // 2]
+    picked += [r for r in rows if r["n_queries"] == 0][: n - len(picked)]
+    keys = ("question", "golds", "response", "cover_em", "valid")
+    return [{key: row[key] for key in keys} for row in picked]

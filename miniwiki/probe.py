@@ -79,21 +79,21 @@ def main(argv=None) -> dict:
     )  # fmt: skip
     trajectories = engine.rollout(chosen)
     by_id = {r.id: r for r in chosen}
-    outcomes = [score(t, by_id[t.record_id], run_cfg) for t in trajectories]
+    rows = [score(t, by_id[t.record_id], run_cfg) for t in trajectories]
     report = {"model": args.model, "temperature": args.temperature, "retriever": retriever_desc}
-    for kind in sorted({kind_of(o.qtype) for o in outcomes}):
-        group = [o for o in outcomes if kind_of(o.qtype) == kind]
+    for kind in sorted({kind_of(r["kind"]) for r in rows}):
+        group = [r for r in rows if kind_of(r["kind"]) == kind]
         report[kind] = {
             "rollouts": len(group),
-            "cover_em": round(sum(o.cover_em for o in group) / len(group), 4),
-            "format_valid": round(sum(o.valid for o in group) / len(group), 4),
+            "cover_em": round(sum(r["cover_em"] for r in group) / len(group), 4),
+            "format_valid": round(sum(r["valid"] for r in group) / len(group), 4),
         }
     print(json.dumps(report, indent=2))
     if args.out:
         with open(args.out, "w") as f:
-            for t, o in zip(trajectories, outcomes, strict=True):
-                row = {"question": t.question, "golds": t.golds, "type": o.qtype,
-                       "cover_em": o.cover_em, "response": t.response_text}  # fmt: skip
+            for r in rows:
+                row = {"question": r["question"], "golds": r["golds"], "type": r["kind"],
+                       "cover_em": r["cover_em"], "response": r["response"]}  # fmt: skip
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
     return report
 

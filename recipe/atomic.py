@@ -21,7 +21,8 @@ from typing import Any
 TMP_SUFFIX = ".tmp"
 
 
-def _tmp_sibling(path: Path) -> Path:
+def tmp_sibling(path: Path) -> Path:
+    """Where `atomic_file` / `atomic_dir` stage `path` (other ranks of a run write there too)."""
     return path.with_name(path.name + TMP_SUFFIX)
 
 
@@ -33,7 +34,7 @@ def atomic_file(path: str | Path, fsync: bool = False) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_sibling(path)
+    tmp = tmp_sibling(path)
     try:
         yield tmp
         if fsync:
@@ -50,7 +51,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yields an empty temporary folder to fill; on success it takes the place of `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_sibling(path)
+    tmp = tmp_sibling(path)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:

@@ -5,7 +5,8 @@ help text is the field's documentation (`python -m recipe.config` prints it all)
 name a base with `extends: other.yaml` (relative to itself); the child's keys override the
 base's, section by section. Overrides `section.key=value` come last and are coerced to the
 field's declared type. Unknown keys and wrong types raise `ConfigError` naming the full key path
-and the file (or "command line") that supplied the value.
+and the file (or "command line") that supplied the value. A field typed `dict[str, Section]`
+holds named sections (`sources: {hotpotqa: {path: ...}}`), each validated like any section.
 """
 
 from __future__ import annotations
@@ -275,6 +276,8 @@ def build(schema: type[T], tree: dict, sources: dict, prefix: str = "") -> T:
         tp = hints[name]
         if dataclasses.is_dataclass(tp) and not isinstance(value, _OverrideValue):
             kwargs[name] = build(tp, value or {}, sources, prefix=f"{path}.")
+        elif _section_of_map(tp) and not isinstance(value, _OverrideValue):
+            kwargs[name] = _build_section_map(_section_of_map(tp), value, path, sources)
         else:
             kwargs[name] = _coerce(value, tp, _where(path, sources))
             _check_bounds(kwargs[name], fields[name], _where(path, sources))
@@ -282,6 +285,23 @@ def build(schema: type[T], tree: dict, sources: dict, prefix: str = "") -> T:
         return schema(**kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{prefix.rstrip('.') or '<root>'}: {e}") from e
+
+
+def _section_of_map(tp: Any) -> type | None:
+    """The section type of a `dict[str, Section]` field (named sections, e.g. data sources)."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is dict and len(args) == 2 and dataclasses.is_dataclass(args[1]):
+        return args[1]
+    return None
+
+
+def _build_section_map(section: type, value: Any, path: str, sources: dict) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{_where(path, sources)}: expected a mapping of name: section")
+    return {
+        str(key): build(section, sub or {}, sources, prefix=f"{path}.{key}.")
+        for key, sub in value.items()
+    }
 
 
 def _where(path: str, sources: dict) -> str:
@@ -360,6 +380,10 @@ def describe(schema: type, prefix: str = "") -> list[str]:
         if dataclasses.is_dataclass(tp):
             lines.append(f"{prefix}{f.name}: {f.metadata.get('help', '')}")
             lines.extend(describe(tp, prefix=f"{prefix}{f.name}."))
+            continue
+        if _section_of_map(tp):
+            lines.append(f"{prefix}{f.name}: {f.metadata.get('help', '')}")
+            lines.extend(describe(_section_of_map(tp), prefix=f"{prefix}{f.name}.<name>."))
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         lines.append(

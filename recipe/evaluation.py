@@ -27,6 +27,8 @@ from rewards.metrics import cover_exact_match, exact_match, f1_score
 from rewards.spec import RewardConfig, TagsConfig
 
 SUMMARY_METRICS = ("f1", "em", "cover_em", "searched", "searches", "valid", "answer_in_docs")
+ANSWER_METRICS = {"em": exact_match, "cover_em": cover_exact_match, "f1": f1_score}
+REPORT_PROFILES = ("squad", "r1searcher")  # rows also carry "<metric>@<profile>" for both
 BOOTSTRAP_SAMPLES = 2000
 
 
@@ -39,21 +41,27 @@ def sample_questions(records: Sequence, n: int, seed: int) -> list:
 
 
 def score_trajectory(t: Trajectory, tags: TagsConfig, reward_cfg: RewardConfig) -> dict:
+    """One question's scores: EM, cover-EM and F1 under the reward's profile (plain keys) and
+    under both normalisation profiles ("f1@squad" ...), search, format and document checks."""
     report = check_format(t.response_text, tags, reward_cfg.max_answer_words)
     answer, profile = report.answer or "", reward_cfg.metric_profile
+
+    def scored(metric, profile):
+        return ANSWER_METRICS[metric](answer, t.golds, profile) if answer else 0.0
+
     return {
         "id": t.record_id,
         "question": t.question,
         "golds": t.golds,
         "prediction": report.answer,
-        "f1": f1_score(answer, t.golds, profile) if answer else 0.0,
-        "em": exact_match(answer, t.golds, profile) if answer else 0.0,
-        "cover_em": cover_exact_match(answer, t.golds, profile) if answer else 0.0,
+        **{metric: scored(metric, profile) for metric in ANSWER_METRICS},
+        **{f"{m}@{p}": scored(m, p) for p in REPORT_PROFILES for m in ANSWER_METRICS},
         "searched": float(t.n_searches > 0),
         "searches": float(t.n_searches),
         "valid": float(report.valid),
         "answer_in_docs": float(answer_in_documents(t, profile)),
         "stop_reason": t.stop_reason,
+        "violations": report.violations,
         "response": t.response_text,
     }
 
@@ -95,10 +103,16 @@ def summarize_by_kind(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
 
 
 def summarize(rows: Sequence[dict]) -> dict[str, float]:
+    """Means of every metric the rows hold (SUMMARY_METRICS, the per-profile and judge ones)."""
     n = max(1, len(rows))
+    keys = [k for k in (*SUMMARY_METRICS, *_profile_keys(), "judge") if rows and k in rows[0]]
     out = {"questions": len(rows)}
-    out.update({k: round(sum(r[k] for r in rows) / n, 4) for k in SUMMARY_METRICS})
+    out.update({k: round(sum(r[k] for r in rows) / n, 4) for k in keys})
     return out
+
+
+def _profile_keys() -> list[str]:
+    return [f"{m}@{p}" for p in REPORT_PROFILES for m in ANSWER_METRICS]
 
 
 def paired_difference(

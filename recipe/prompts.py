@@ -18,35 +18,33 @@ from collections.abc import Sequence
 from recipe.retrieval.base import Passage
 from recipe.schema import TagsConfig
 
-# R1-Searcher, train/openrlhf/datasets/prompts_dataset.py (base model), tags as fields.
-BASE_PROMPT_TEMPLATE = (
+# R1-Searcher's prompts (train/openrlhf/datasets/prompts_dataset.py), tags as fields, in the
+# pieces they share: the task, the answer format, the search instructions.
+_BASE_TASK = (
     "The User asks a question, and the Assistant solves it.\n"
     "The Assistant first thinks about the reasoning process in the mind and then provides the "
     "User with the final answer.\n"
+)
+_SYSTEM_TASK = (
+    "You are a helpful assistant.\n"
+    "Given a question, you should answer it by first thinking about the reasoning process in "
+    "the mind and then providing the final answer.\n"
+)
+_ANSWER_FORMAT = (
     "The output format of reasoning process and final answer are enclosed within "
     "{think_start} {think_end} and {answer_start} {answer_end} tags, respectively, i.e., "
     '"{think_start} reasoning process here {think_end}\n\n{answer_start} final answer here '
-    '{answer_end}".\n'
+    '{answer_end}".'
+)
+_BASE_SEARCH = (
     "During the thinking process, **the Assistant can perform searching** for uncertain "
     'knowledge if necessary with the format of "{begin_query} search query (only list '
     'keywords, such as **"keyword_1 keyword_2 ..."**){end_query}". **A query must involve '
     "only a single triple**.\n"
     "Then, the search system will provide the Assistant with the retrieval information with "
     'the format of "{begin_docs} ...search results... {end_docs}".\n'
-    "\n"
-    "User:{question}\n"
-    "Assistant: {think_start}"
 )
-
-# The same instructions addressed to "you": R1-Searcher's system prompt for chat models.
-SYSTEM_PROMPT_TEMPLATE = (
-    "You are a helpful assistant.\n"
-    "Given a question, you should answer it by first thinking about the reasoning process in "
-    "the mind and then providing the final answer.\n"
-    "The output format of reasoning process and final answer are enclosed within "
-    "{think_start} {think_end} and {answer_start} {answer_end} tags, respectively, i.e., "
-    '"{think_start} reasoning process here {think_end}\n\n{answer_start} final answer here '
-    '{answer_end}".\n'
+_SYSTEM_SEARCH = (
     "During the thinking process, **you can perform searching for uncertain knowledge** if "
     'necessary with the format of "{begin_query} search query (only list keywords, such as '
     '**"keyword_1 keyword_2 ..."**){end_query}". **A query must involve only a single '
@@ -54,6 +52,18 @@ SYSTEM_PROMPT_TEMPLATE = (
     "Then, the search system will provide you with the retrieval information with the format "
     'of "{begin_docs} ...search results... {end_docs}".'
 )
+_BASE_QUESTION = "\nUser:{question}\nAssistant: {think_start}"
+
+# The base-model prompt, and the same instructions addressed to "you" (the chat system prompt).
+BASE_PROMPT_TEMPLATE = _BASE_TASK + _ANSWER_FORMAT + "\n" + _BASE_SEARCH + _BASE_QUESTION
+SYSTEM_PROMPT_TEMPLATE = _SYSTEM_TASK + _ANSWER_FORMAT + "\n" + _SYSTEM_SEARCH
+
+# The baselines' prompts (issue 12): the same wording without the search instructions, since
+# naive generation and standard RAG cannot search; RAG adds the passages retrieved for the
+# question before it (FlashRAG's standard-RAG layout: the references, then the question).
+ANSWER_ONLY_BASE_TEMPLATE = _BASE_TASK + _ANSWER_FORMAT + "\n{references}" + _BASE_QUESTION
+ANSWER_ONLY_SYSTEM_TEMPLATE = _SYSTEM_TASK + _ANSWER_FORMAT + "{references}"
+REFERENCES_TEMPLATE = "The following passages were retrieved for the question:\n{passages}"
 
 # R1-Searcher's insertion layout: "<|end_of_query|>\n\n<|begin_of_documents|>\n(1)...\n
 # (2)...\n<|end_of_documents|>\n\n"; "None" stands in for an empty result list.
@@ -62,6 +72,7 @@ DOCS_CLOSE_SUFFIX = "\n\n"
 NO_DOCUMENTS_TEXT = "None"
 
 PROMPT_STYLES = ("base", "instruct")
+SEARCH_MODES = ("agent", "off", "once")  # see RolloutConfig.search
 
 
 def system_prompt(tags: TagsConfig) -> str:
@@ -77,22 +88,50 @@ def base_prompt(question: str, tags: TagsConfig) -> str:
     return BASE_PROMPT_TEMPLATE.format(question=question, **tags.strings())
 
 
-def build_prompt(question: str, tokenizer, tags: TagsConfig, style: str) -> str:
+def build_prompt(
+    question: str,
+    tokenizer,
+    tags: TagsConfig,
+    style: str,
+    search: str = "agent",
+    references: Sequence[Passage] = (),
+    doc_template: str = "({rank}){text}",
+) -> str:
     """The prompt text for one question; always ends with the think-start tag.
 
     base: `base_prompt`. instruct: the tokenizer's chat template over (system prompt, question)
     with the generation prompt, then the think-start tag (R1-Searcher's chat-model setting).
+    `search` "agent" is the recipe's prompt; "off" and "once" drop the search instructions,
+    and "once" lists `references` (the passages retrieved for the question) before it.
     """
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"unknown prompt style {style!r}; expected one of {PROMPT_STYLES}")
+    if search not in SEARCH_MODES:
+        raise ValueError(f"unknown search mode {search!r}; expected one of {SEARCH_MODES}")
+    if search == "agent":
+        if style == "base":
+            return base_prompt(question, tags)
+        return _chat_prompt(system_prompt(tags), question, tokenizer, tags)
+    listed = ""
+    if search == "once":
+        passages = "".join(
+            format_passage(p, i + 1, doc_template) + "\n" for i, p in enumerate(references)
+        )
+        listed = REFERENCES_TEMPLATE.format(passages=passages or NO_DOCUMENTS_TEXT + "\n")
     if style == "base":
-        return base_prompt(question, tags)
-    if style == "instruct":
-        messages = [
-            {"role": "system", "content": system_prompt(tags)},
-            {"role": "user", "content": question},
-        ]
-        chat = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return chat + tags.think_start
-    raise ValueError(f"unknown prompt style {style!r}; expected one of {PROMPT_STYLES}")
+        return ANSWER_ONLY_BASE_TEMPLATE.format(
+            question=question, references=listed, **tags.strings()
+        )
+    system = ANSWER_ONLY_SYSTEM_TEMPLATE.format(
+        references="\n" + listed.rstrip("\n") if listed else "", **tags.strings()
+    )
+    return _chat_prompt(system, question, tokenizer, tags)
+
+
+def _chat_prompt(system: str, question: str, tokenizer, tags: TagsConfig) -> str:
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+    chat = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return chat + tags.think_start
 
 
 def format_passage(passage: Passage, rank: int, doc_template: str) -> str:
@@ -131,9 +170,12 @@ def encode_prompt(tokenizer, prompt: str, style: str) -> list[int]:
     return list(tokenizer(prompt, add_special_tokens=style == "base")["input_ids"])
 
 
-def question_prompt_ids(question: str, tokenizer, tags: TagsConfig, style: str) -> list[int]:
+def question_prompt_ids(
+    question: str, tokenizer, tags: TagsConfig, style: str, **prompt_options
+) -> list[int]:
     """The ids a rollout of `question` starts from: `build_prompt`, then `encode_prompt`."""
-    return encode_prompt(tokenizer, build_prompt(question, tokenizer, tags, style), style)
+    prompt = build_prompt(question, tokenizer, tags, style, **prompt_options)
+    return encode_prompt(tokenizer, prompt, style)
 
 
 Segment = tuple[str | Sequence[int], bool]

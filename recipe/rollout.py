@@ -7,6 +7,9 @@ appends the end-of-query tag (only when the backend did not keep it) and the doc
 ids are kept as sampled; the action mask is written while pieces are appended (1 sampled,
 0 inserted), through `recipe.prompts.render_segments`, the helper transcript writers use too.
 
+`rollout.search` off / once are the baselines' modes: no query stop string, so nothing the model
+writes is searched, and (once) the passages retrieved for the question are listed in the prompt.
+
 Run `python -m recipe.rollout --demo` for a batch on a tiny model with the real BM25 retriever.
 """
 
@@ -55,6 +58,7 @@ class Trajectory:
     segments: list[Segment] = field(default_factory=list)  # (sampled ids | inserted text, is_model)
     queries: list[str] = field(default_factory=list)  # every query the model wrote
     retrieved_ids: list[list[str]] = field(default_factory=list)  # per executed search
+    prompt_passages: list[str] = field(default_factory=list)  # rollout.search=once: in the prompt
     n_searches: int = 0
     stop_reason: str = ""
     response_text: str = ""  # the response decoded for rewards and logs, without a final EOS
@@ -86,9 +90,13 @@ class RolloutEngine:
 
     def rollout(self, records: Sequence[QuestionRecord]) -> list[Trajectory]:
         """samples_per_prompt trajectories per record, grouped by record, in record order."""
+        references: list[list] = [[] for _ in records]
+        if self.cfg.search == "once":  # standard RAG: one search per question, with its text
+            found = self.retriever.search([r.question for r in records], k=self.topk)
+            references = [[hit.passage for hit in hits] for hits in found]
         trajectories = [
-            self._new_trajectory(record, sample)
-            for record in records
+            self._new_trajectory(record, sample, passages)
+            for record, passages in zip(records, references, strict=True)
             for sample in range(self.cfg.samples_per_prompt)
         ]
         size = self.cfg.batch_size
@@ -105,15 +113,26 @@ class RolloutEngine:
     def load_state_dict(self, state: dict) -> None:
         self._calls = int(state["calls"])
 
-    def _new_trajectory(self, record: QuestionRecord, sample: int) -> Trajectory:
+    def _new_trajectory(
+        self, record: QuestionRecord, sample: int, references: Sequence = ()
+    ) -> Trajectory:
+        prompt_ids = question_prompt_ids(
+            record.question,
+            self.tokenizer,
+            self.tags,
+            self.prompt_style,
+            search=self.cfg.search,
+            references=references,
+            doc_template=self.cfg.doc_template,
+        )
         return Trajectory(
             record_id=str(record.id),
             sample_index=sample,
             question=record.question,
             golds=list(record.answers),
-            prompt_ids=question_prompt_ids(
-                record.question, self.tokenizer, self.tags, self.prompt_style
-            ),
+            prompt_ids=prompt_ids,
+            retrieved_ids=[[p.id for p in references]] if references else [],
+            prompt_passages=[p.contents for p in references],
         )
 
     def _seed(self, chunk: int, turn: int) -> int:
@@ -151,7 +170,7 @@ class RolloutEngine:
             self.cfg.on_max_retrievals == "force_answer"
             and trajectory.n_searches >= self.cfg.max_retrievals
         )
-        if not answer_turn:
+        if not answer_turn and self.cfg.search == "agent":
             stops.append(self.tags.end_query)
         if self.cfg.stop_at_answer_end:
             stops.append(self.tags.answer_end)

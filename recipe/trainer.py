@@ -15,6 +15,11 @@ One step, top to bottom (`Trainer.step`):
 7. logs: TensorBoard, `metrics.jsonl`, the trajectories, a console line; a checkpoint every
    `trainer.save_every` steps.
 
+Several ranks (`recipe.training.ranks`): each rolls out its block of the step's questions, the
+trajectories are gathered so every rank collates the same batch and computes the same
+advantages, each trains on its own rows, and the trainer sums the gradients (ZeRO stage 0) before
+one update; rank 0 writes the logs, the exports and the checkpoints' own files.
+
 The generation copy holds the weights in `model.dtype` (bf16 by default) while the trainer keeps
 fp32 master weights: bf16 weights would round most updates at lr 1e-5 away, and decoding runs
 about 3x faster in bf16 on this CPU. Retrieved tokens are never targets (action mask 0).
@@ -60,6 +65,7 @@ from recipe.training.metrics import MetricsTracker, console_line
 from recipe.training.microbatch import token_micro_batches
 from recipe.training.monitors import rollout_metrics
 from recipe.training.optim import freeze_lower
+from recipe.training.ranks import current_ranks, threads_per_rank
 from recipe.training.sampler import QuestionSampler
 from recipe.training.timers import PhaseTimers
 from rewards.stage import Reward
@@ -67,6 +73,7 @@ from rewards.stage import Reward
 FINAL_DIR = "final"
 SUMMARY_FILE = "summary.json"
 EVAL_START, EVAL_FINAL = "eval_step0.jsonl", "eval_final.jsonl"
+RANK_SEED_STRIDE = 1_000_003  # rank r samples with rollout.seed + r * stride: its own noise
 
 
 class TrainingError(RuntimeError):
@@ -147,14 +154,17 @@ class Trainer:
         if cfg.algo.kl_coef != 0.0:
             self.ref_model = generation_copy(model, DTYPES[cfg.model.dtype])
         self.engine, self.scheduler = build_engine(model, self.tc, self.samples_per_step)
+        self.ranks = current_ranks()
+        self._check_ranks()
         self.gen_model = generation_copy(model, DTYPES[cfg.model.dtype])
         self.retriever = TimedRetriever(retriever)
         backend = backend_factory(self.gen_model, tokenizer)
+        seed = cfg.rollout.seed + RANK_SEED_STRIDE * self.ranks.rank
         self.rollouts = RolloutEngine(
             backend,
             self.retriever,
             cfg.tags,
-            cfg.rollout,
+            dataclasses.replace(cfg.rollout, seed=seed),
             topk=cfg.retriever.topk,
             prompt_style=cfg.model.prompt_style,
         )
@@ -174,25 +184,46 @@ class Trainer:
         self.nonfinite_in_a_row = 0
         self.stop_requested = False
 
+    def _check_ranks(self) -> None:
+        world = self.ranks.world
+        if world == 1:
+            return
+        if self.tc.prompts_per_step % world:
+            raise TrainingError(
+                f"trainer.prompts_per_step={self.tc.prompts_per_step} does not split over {world} "
+                f"ranks (each question's samples stay on one rank); use a multiple of {world}"
+            )
+        if self.engine.zero_optimization_stage() != 0:
+            raise TrainingError(
+                "several ranks need ZeRO stage 0 here (configs/deepspeed/cpu_zero0.json): the "
+                "trainer sums the gradients itself; other stages are not supported yet"
+            )
+        self.engine.enable_backward_allreduce = False  # `_epoch` sums them, once per update
+        torch.set_num_threads(threads_per_rank())
+
     # ------------------------------------------------------------------------------- run
 
     def fit(self) -> dict:
         """Train to `trainer.steps` (resuming per `trainer.resume`); returns the summary."""
         self._resume()
-        save_config(self.cfg, self.run_dir)
-        tracker = MetricsTracker(self.run_dir, self.cfg.logging, resume_step=self.step_done)
+        main = self.ranks.is_main
+        if main:
+            save_config(self.cfg, self.run_dir)
+        tracker = MetricsTracker(
+            self.run_dir, self.cfg.logging, resume_step=self.step_done, enabled=main
+        )
         previous = signal.signal(signal.SIGTERM, self._request_stop)
         try:
             if self.step_done == 0 and self.tc.eval_at_start and self.eval_records:
                 self._evaluate(EVAL_START, tracker, step=0)
             steps = range(self.step_done + 1, self.tc.steps + 1)
-            bar = tqdm(
-                steps, desc=self.tc.run_name, unit="step", disable=not self.cfg.logging.progress
-            )
+            progress = self.cfg.logging.progress and main
+            bar = tqdm(steps, desc=self.tc.run_name, unit="step", disable=not progress)
             for step in bar:
                 scalars = self.step(step, tracker)
-                tqdm.write(console_line(step, self.tc.steps, scalars))
-                if self.stop_requested:
+                if main:
+                    tqdm.write(console_line(step, self.tc.steps, scalars))
+                if self.ranks.any(self.stop_requested):  # every rank stops after the same step
                     self._save(step)
                     raise TrainingError(f"stopped by SIGTERM after step {step}; rerun to resume")
                 if self.tc.save_every and step % self.tc.save_every == 0:
@@ -201,10 +232,12 @@ class Trainer:
                     self.on_step_end(step)
             if self.tc.save_every == 0 or self.step_done % self.tc.save_every:
                 self._save(self.step_done)
-            export_hf(self.engine.module, self.tokenizer, self.run_dir / FINAL_DIR)
+            if main:
+                export_hf(self.engine.module, self.tokenizer, self.run_dir / FINAL_DIR)
             if self.tc.eval_at_end and self.eval_records:
                 self._evaluate(EVAL_FINAL, tracker, step=self.step_done)
-            return self._write_summary()
+            self.ranks.barrier()
+            return self._write_summary() if main else {}
         finally:
             signal.signal(signal.SIGTERM, previous)
             tracker.close()
@@ -230,7 +263,8 @@ class Trainer:
         self.eval_rollouts.load_state_dict(state["eval_rollout"])
         self.step_done = int(state["step"])
         self._sync_weights()
-        tqdm.write(f"{self.tc.run_name}: resumed from {folder} (step {self.step_done})")
+        if self.ranks.is_main:
+            tqdm.write(f"{self.tc.run_name}: resumed from {folder} (step {self.step_done})")
 
     def _save(self, step: int) -> None:
         state = {
@@ -238,22 +272,24 @@ class Trainer:
             "rollout": self.rollouts.state_dict(),
             "eval_rollout": self.eval_rollouts.state_dict(),
         }
-        self.checkpoints.save(self.engine, self.tokenizer, step, state, self.cfg)
+        self.checkpoints.save(self.engine, self.tokenizer, step, state, self.cfg, self.ranks)
 
     # ------------------------------------------------------------------------------ step
 
     def step(self, step: int, tracker: MetricsTracker) -> dict[str, float]:
         started = time.perf_counter()
-        records = self.sampler.next_batch(self.tc.prompts_per_step)
+        records = self.sampler.next_batch(self.tc.prompts_per_step)  # the same on every rank
+        own = [records[i] for i in self.ranks.block(len(records))]
         with self.timers("rollout"):
-            trajectories = self.rollouts.rollout(records)
+            trajectories = self.rollouts.rollout(own)
         with self.timers("reward"):
             results = [self.reward(t.response_text, t.golds) for t in trajectories]
+        trajectories, results = self._gather_step(trajectories, results)
         batch = collate(trajectories, [r.total for r in results], self.tokenizer.pad_token_id)
         with self.timers("ref"):
             ref = self._reference_logprobs(batch)
         with self.timers("update"):
-            update = self._update(batch, ref)
+            update = self._update(batch, ref, self.ranks.block(len(batch)))
         with self.timers("sync"):
             self._sync_weights()
         self.step_done = step
@@ -267,13 +303,21 @@ class Trainer:
         tracker.log_trajectories(step, trajectories, results, self.tokenizer)
         return scalars
 
+    def _gather_step(self, trajectories: list, results: list) -> tuple[list, list]:
+        """Every rank's trajectories and rewards, in rank order (groups stay whole)."""
+        if self.ranks.world == 1:
+            return trajectories, results
+        parts = self.ranks.gather((trajectories, results))
+        return [t for ts, _ in parts for t in ts], [r for _, rs in parts for r in rs]
+
     def _reference_logprobs(self, batch: TrainBatch) -> torch.Tensor | None:
         if self.ref_model is None:
             return None
         return self._logprobs_without_grad(self.ref_model, batch)
 
-    def _micro_batches(self, batch: TrainBatch) -> list[list[int]]:
-        return token_micro_batches(range(len(batch)), batch.lengths, self.tc.micro_batch_tokens)
+    def _micro_batches(self, batch: TrainBatch, rows: Sequence[int] | None = None):
+        rows = range(len(batch)) if rows is None else rows
+        return token_micro_batches(rows, batch.lengths, self.tc.micro_batch_tokens)
 
     def _logprobs(self, model, sub: TrainBatch):
         """(log-probs [B, T] at the action tokens, their logits) of one micro-batch."""
@@ -306,13 +350,16 @@ class Trainer:
             return None
         return self._logprobs_without_grad(self.engine.module, batch)
 
-    def _update(self, batch: TrainBatch, ref: torch.Tensor | None) -> dict[str, float]:
+    def _update(
+        self, batch: TrainBatch, ref: torch.Tensor | None, rows: Sequence[int] | None = None
+    ) -> dict[str, float]:
+        """`ppo_epochs` updates from the whole step's advantages; this rank trains on `rows`."""
         algo = self.cfg.algo
         old = self._old_logprobs(batch)
         advantages, returns = compute_advantages(
             algo, batch.rewards, batch.action_mask, batch.group_index, old, ref
         )
-        micro = self._micro_batches(batch)
+        micro = self._micro_batches(batch, rows)
         fill_old = old is None
         if fill_old:
             old = torch.zeros_like(batch.old_logprobs)
@@ -361,6 +408,10 @@ class Trainer:
             stats["approx_kl"] += diag["approx_kl"] * weight
             entropy = token_entropy(logits, self.cfg.rollout.temperature)
             stats["entropy"] += float(entropy.mean()) * weight if entropy.numel() else 0.0
+        stats = self.ranks.sum_floats(stats)  # token weights are global: the sum is the mean
+        finite = not self.ranks.any(not finite)  # one rank's bad loss skips the update everywhere
+        if finite:
+            self.ranks.sum_gradients(list(self.engine.module.parameters()))
         grad_norm = self._grad_norm() if finite else math.inf
         if not math.isfinite(grad_norm):
             return self._skip_update(stats)
@@ -393,13 +444,19 @@ class Trainer:
 
     def _evaluate(self, name: str, tracker: MetricsTracker, step: int) -> dict:
         started = time.perf_counter()
+        world, rank = self.ranks.world, self.ranks.rank
         rows = evaluate(
             self.eval_rollouts,
-            self.eval_records,
+            self.eval_records[rank::world],
             self.cfg.tags,
             self.cfg.reward,
-            progress=self.cfg.logging.progress,
+            progress=self.cfg.logging.progress and self.ranks.is_main,
         )
+        if world > 1:  # rank r scored questions r, r + world, ...: interleave them back
+            parts = self.ranks.gather(rows)
+            rows = [parts[i % world][i // world] for i in range(len(self.eval_records))]
+        if not self.ranks.is_main:
+            return {}
         write_jsonl(self.run_dir / name, rows)
         summary = summarize(rows)
         scalars = {f"dev/{k}": v for k, v in summary.items() if k != "questions"}

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from data_filtering.sources import SourceError, load_questions
 from recipe.config import parse_cli
 from recipe.policy import load_policy
+from recipe.retrieval.base import RetrievalInputError
 from recipe.retrieval.client import RetrievalError
 from recipe.schema import RunConfig
 from recipe.trainer import Trainer, TrainingError
@@ -53,7 +54,7 @@ def main(default_config: str, argv: Sequence[str] | None = None) -> int:
     name = f"stages ({cfg.trainer.run_name})"
     try:
         summary = run_stage(cfg)
-    except (SourceError, FileNotFoundError) as e:
+    except (SourceError, FileNotFoundError, RetrievalInputError) as e:
         print(f"{name}: {e}", file=sys.stderr)
         return 2
     except TrainingError as e:
@@ -62,5 +63,6 @@ def main(default_config: str, argv: Sequence[str] | None = None) -> int:
     except RetrievalError as e:  # checkpoints are untouched; a rerun resumes from the last
         print(f"{name}: search failed, training stopped: {e}; rerun to resume", file=sys.stderr)
         return 1
-    print(json.dumps(summary, indent=2))
+    if summary:  # rank 0 returns the summary; the other ranks return nothing to print
+        print(json.dumps(summary, indent=2))
     return 0

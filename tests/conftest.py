@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from recipe.assets import AssetNotInstalled, resolve_model_path, smollm2_gguf
+from tests.loopback import LoopbackServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "R1-Searcher"
@@ -63,3 +64,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def serve():
+    """`serve(app)` runs a FastAPI app on loopback for the test; stopped afterwards."""
+    servers: list[LoopbackServer] = []
+
+    def start(app) -> LoopbackServer:
+        servers.append(LoopbackServer(app))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -7,6 +7,20 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 
+class RetrievalInputError(ValueError):
+    """A mistake in what the user gave the retrieval stack: a corpus, an index folder, an
+    encoder, a setting. The entry points print its one-line message and exit 2."""
+
+
+class QueryRejected(ValueError):
+    """The retriever cannot take `query` (the service answers 422 with `reason`)."""
+
+    def __init__(self, query: str, reason: str) -> None:
+        super().__init__(reason)
+        self.query = query
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Passage:
     """One retrievable unit: a ~100-word chunk of a page."""

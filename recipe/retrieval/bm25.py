@@ -8,7 +8,7 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
-from recipe.retrieval.base import Hit, Passage
+from recipe.retrieval.base import Hit, Passage, RetrievalInputError
 
 # bm25s' own default tokenisation: lower-cased words of two or more characters.
 DEFAULT_STOPWORDS = "english"
@@ -40,8 +40,16 @@ class BM25Retriever:
         self.passages = passages
         self.stopwords = stopwords
         if _model is None:
+            # bm25s fails on these two with a bare `max() arg is an empty sequence`.
+            if not passages:
+                raise RetrievalInputError("BM25 over no passages: the corpus is empty")
             _model = bm25s.BM25(k1=k1, b=b)
             tokens = _tokenize([p.contents for p in passages], stopwords)
+            if not any(tokens):
+                raise RetrievalInputError(
+                    f"BM25 over {len(passages)} passages with no word BM25 can index (it "
+                    "drops stopwords and one-letter words)"
+                )
             _model.index(tokens, show_progress=False)
         self.model = _model
 

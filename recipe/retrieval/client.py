@@ -15,7 +15,6 @@ one backend call per turn for the distinct uncached queries, and an LRU cache ke
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections import OrderedDict
@@ -23,6 +22,7 @@ from collections.abc import Sequence
 
 import httpx
 
+from recipe.bounded_http import RETRYABLE, BackgroundLoop, ServerError, backoff_delay
 from recipe.retrieval.base import Hit, Passage, Retriever
 from recipe.schema import RetrieverConfig
 
@@ -45,14 +45,6 @@ class RetrievalResponseError(RetrievalError):
     """A 200 reply that is not the service's JSON: `retriever.url` is likely another server."""
 
 
-class _ServerError(Exception):
-    pass
-
-
-class _WholeRequestTimeout(Exception):
-    pass
-
-
 def _passage_of(document: dict) -> Passage:
     title, _, text = document["contents"].partition("\n")
     return Passage(str(document["id"]), title, text)
@@ -71,9 +63,8 @@ def _hits_of(result: object, n_queries: int) -> list[list[Hit]]:
 class HttpRetriever:
     """Client of `recipe.retrieval.server`'s `POST /retrieve` (Search-R1's shape).
 
-    Requests run on a private event loop in a daemon thread: `asyncio.wait_for` can cancel a
-    reply mid-read, which a blocking client's per-read timeout cannot (httpx bounds each read,
-    not the request).
+    Requests run on a `recipe.bounded_http.BackgroundLoop`, each attempt bounded as a whole
+    (httpx alone bounds each read, not the request).
     """
 
     def __init__(
@@ -99,33 +90,20 @@ class HttpRetriever:
         self.chunk = max_queries_per_request
         self.requests = 0
         self.server_limits: dict = {}
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="retrieval-client", daemon=True
-        )
-        self._thread.start()
-        self._client = self._run(self._open_client(), timeout_s=None)
+        self._loop = BackgroundLoop("retrieval-client")
+        self._client = self._loop.run(self._open_client())
         if health_check:
             self.server_limits = self.health()
 
     async def _open_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url, timeout=self.timeout_s)
 
-    def _run(self, coroutine, timeout_s: float | None):
-        async def bounded():
-            try:
-                return await asyncio.wait_for(coroutine, timeout_s)
-            except TimeoutError:
-                raise _WholeRequestTimeout(f"no complete reply within {timeout_s} s") from None
-
-        return asyncio.run_coroutine_threadsafe(bounded(), self._loop).result()
-
     def _attempt(self, method: str, path: str, body: dict | None) -> httpx.Response:
         self.requests += 1
         request = self._client.request(method, path, json=body)
-        response = self._run(request, timeout_s=self.timeout_s)
+        response = self._loop.run(request, timeout_s=self.timeout_s)
         if response.status_code >= 500:
-            raise _ServerError(f"HTTP {response.status_code}: {response.text[:200]}")
+            raise ServerError(f"HTTP {response.status_code}: {response.text[:200]}")
         if response.status_code >= 400:
             raise RetrievalRequestError(
                 f"{method} {self.url}{path} refused with HTTP {response.status_code}: "
@@ -136,12 +114,11 @@ class HttpRetriever:
     def _request(self, method: str, path: str, body: dict | None = None) -> dict:
         last_error: Exception | None = None
         for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            time.sleep(backoff_delay(self.backoff_s, attempt))
             try:
                 response = self._attempt(method, path, body)
                 break
-            except (httpx.TransportError, _ServerError, _WholeRequestTimeout) as error:
+            except RETRYABLE as error:
                 last_error = error
         else:
             raise RetrievalUnavailable(
@@ -184,11 +161,9 @@ class HttpRetriever:
         return hits
 
     def close(self) -> None:
-        if self._loop.is_closed():
+        if self._loop.closed:
             return
-        self._run(self._client.aclose(), timeout_s=self.timeout_s)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
+        self._loop.run(self._client.aclose(), timeout_s=self.timeout_s)
         self._loop.close()
 
 

@@ -14,7 +14,9 @@ Formats
   (the field may be CSV-quoted, with doubled inner quotes).
 
 A line that cannot be read is counted in `CorpusStats` and skipped, never fatal; a summary
-warning is logged at the end of the file when any were skipped.
+warning is logged at the end of the file when any were skipped. That includes bytes that are not
+UTF-8 and JSON escapes of lone surrogates: neither has a UTF-8 encoding, so the doc store could
+not write the passage nor a tokenizer take it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recipe.retrieval.base import Passage
+from recipe.retrieval.base import Passage, RetrievalInputError
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +37,17 @@ KILT_MARKERS = ("BULLET::::", "Section::::")
 KILT_TSV_TITLE_SEP = "   "
 HOTPOT_ABSTRACT = re.compile(r"^Title:\s*(?P<title>.*?)\s+Text:\s*(?P<text>.*)$", re.DOTALL)
 MAX_BAD_EXAMPLES = 10
+# Files are decoded with errors="surrogateescape": an undecodable byte b becomes the lone
+# surrogate U+DC00+b, so one bad byte spoils its line only, and the line is found by this search.
+SURROGATE = re.compile("[\ud800-\udfff]")
+ESCAPED_BYTE_BASE = 0xDC00
 
 
-class CorpusFormatError(ValueError):
+class EmptyCorpus(RetrievalInputError):
+    """A corpus that yields no passage: an empty file, or every line skipped by the reader."""
+
+
+class CorpusFormatError(RetrievalInputError):
     """The corpus format cannot be determined (or is not one of FORMATS)."""
 
 
@@ -55,8 +65,8 @@ class CorpusStats:
         if len(self.bad_examples) < MAX_BAD_EXAMPLES:
             self.bad_examples.append((line_no, reason))
 
-    def summary(self) -> str:
-        shown = "; ".join(f"line {n}: {r}" for n, r in self.bad_examples)
+    def summary(self, examples: int = MAX_BAD_EXAMPLES) -> str:
+        shown = "; ".join(f"line {n}: {r}" for n, r in self.bad_examples[:examples])
         return (
             f"{self.passages} passages from {self.lines} lines, {self.bad_lines} bad lines skipped"
             + (f" ({shown})" if shown else "")
@@ -67,15 +77,21 @@ class _BadLine(ValueError):
     pass
 
 
+def _open_text(path: Path):
+    return open(path, encoding="utf-8-sig", errors="surrogateescape")
+
+
 def detect_format(path: str | Path) -> str:
     """Pick the reader from the file suffix and its first non-empty line."""
     path = Path(path)
     first = ""
-    with open(path, encoding="utf-8-sig") as f:
+    with _open_text(path) as f:
         for line in f:
             if line.strip():
                 first = line
                 break
+    if not first:
+        raise EmptyCorpus(f"{path}: the corpus is empty (no line to read)")
     if path.suffix in (".jsonl", ".json"):
         try:
             record = json.loads(first)
@@ -148,7 +164,27 @@ def _hotpot_tsv(line: str) -> Passage:
     return Passage(pid.strip(), match["title"].strip(), match["text"].strip())
 
 
+def _check_unicode(line: str) -> None:
+    bad = SURROGATE.search(line)
+    if bad is not None:
+        byte = ord(bad.group()) - ESCAPED_BYTE_BASE
+        raise _BadLine(f"not UTF-8 (byte 0x{byte:02x} at character {bad.start()})")
+
+
+def _check_passage_unicode(passage: Passage) -> None:
+    if SURROGATE.search(passage.title) or SURROGATE.search(passage.text):
+        raise _BadLine("a JSON escape decodes to a lone surrogate (not valid Unicode text)")
+
+
 def _passages_of_line(line: str, fmt: str, passage_words: int, next_id: int) -> list[Passage]:
+    _check_unicode(line)
+    passages = _parse_line(line, fmt, passage_words, next_id)
+    for passage in passages:
+        _check_passage_unicode(passage)
+    return passages
+
+
+def _parse_line(line: str, fmt: str, passage_words: int, next_id: int) -> list[Passage]:
     if fmt in ("flashrag", "kilt"):
         try:
             record = json.loads(line)
@@ -177,7 +213,7 @@ def read_corpus(
     if fmt not in FORMATS:
         raise CorpusFormatError(f"unknown corpus format {fmt!r}; known: {', '.join(FORMATS)}")
     stats = stats if stats is not None else CorpusStats()
-    with open(path, encoding="utf-8-sig") as f:
+    with _open_text(path) as f:
         for line_no, line in enumerate(f, start=1):
             line = line.rstrip("\r\n")
             if not line.strip():

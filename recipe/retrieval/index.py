@@ -8,12 +8,20 @@ Folder layout (`retriever.index_dir`):
 - `build_state.json` while a build is under way: how many memmap rows are done (rewritten
   atomically after each flushed batch), so a killed build resumes where it stopped;
 - `manifest.json`, written last: the build identity (corpus SHA-256, encoder, factory ...).
+
+Checked before the expensive part (the embedding pass): the corpus and folder paths, the
+encoder (loaded first), the faiss factory (built for the encoder's dimension, then checked
+against the passage count) and a corpus that yields no passage. The doc store and the
+embeddings depend on the corpus and the encoder only, so a build that changes the factory (or
+the BM25 parameters) keeps them: a partial build resumes, a complete one is rebuilt from them
+under `overwrite`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -22,9 +30,9 @@ import numpy as np
 from tqdm import tqdm
 
 from recipe.atomic import atomic_file
-from recipe.retrieval.base import Retriever
+from recipe.retrieval.base import RetrievalInputError, Retriever
 from recipe.retrieval.bm25 import BM25_SUBDIR, BM25Retriever
-from recipe.retrieval.corpus import CorpusStats, read_corpus
+from recipe.retrieval.corpus import CorpusStats, EmptyCorpus, read_corpus
 from recipe.retrieval.dense import DenseRetriever, maybe_to_gpus, set_search_parameters
 from recipe.retrieval.docstore import (
     DOCS_FILE,
@@ -41,6 +49,7 @@ from recipe.retrieval.manifest import (
     check_manifest,
     corpus_fingerprint,
     differences,
+    embeddings_identity,
     read_manifest,
     resolved_format,
     write_json_atomic,
@@ -55,26 +64,95 @@ INDEX_FILE = "index.faiss"
 # Rows copied from the memmap per faiss `add` call: bounds the extra RAM, not the result.
 ADD_CHUNK_ROWS = 1 << 16
 TRAIN_SAMPLE_SEED = 0
+# faiss errors read "Error in <signature> at <file>:<line>: <reason>"; the reason is shown.
+FAISS_REASON = re.compile(r" at \S+:\d+: (?P<reason>.*)$", re.DOTALL)
+# Bad lines quoted in the error for a corpus of no passages (the log has up to ten).
+EMPTY_CORPUS_EXAMPLES = 1
 
 
 class BuildInterrupted(RuntimeError):
     """The build stopped after `max_batches` batches; calling it again resumes."""
 
 
-def _read_state(index_dir: Path, identity: dict) -> dict:
-    """The partial build's state; a partial build of something else is refused."""
+def _check_paths(cfg: RetrieverConfig) -> None:
+    corpus, index_dir = Path(cfg.corpus), Path(cfg.index_dir)
+    if not corpus.exists():
+        raise RetrievalInputError(f"retriever.corpus {corpus} does not exist")
+    if corpus.is_dir():
+        raise RetrievalInputError(f"retriever.corpus {corpus} is a folder, not a corpus file")
+    if index_dir.exists() and not index_dir.is_dir():
+        raise RetrievalInputError(f"retriever.index_dir {index_dir} is a file, not a folder")
+
+
+def _faiss_reason(error: RuntimeError) -> str:
+    text = str(error).strip()
+    match = FAISS_REASON.search(text)
+    return (match["reason"] if match else text).strip().splitlines()[0]
+
+
+def check_factory(cfg: RetrieverConfig, dim: int, count: int | None = None) -> None:
+    """Refuse a factory faiss cannot build for `dim` or (given `count`) cannot train."""
+    factory = cfg.faiss_factory
+    try:
+        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as e:
+        raise RetrievalInputError(
+            f"retriever.faiss_factory {factory!r}: faiss cannot build it for dimension {dim} "
+            f"({_faiss_reason(e)})"
+        ) from e
+    ivf = faiss.try_extract_index_ivf(index)
+    if count is None or ivf is None:
+        return
+    train = min(count, cfg.faiss_train_size)
+    if ivf.nlist > train:
+        raise RetrievalInputError(
+            f"retriever.faiss_factory {factory!r}: {ivf.nlist} IVF lists need at least "
+            f"{ivf.nlist} training vectors, there are {train} ({count} passages, "
+            f"retriever.faiss_train_size={cfg.faiss_train_size})"
+        )
+
+
+def _read_state(index_dir: Path, identity: dict, overwrite: bool) -> dict:
+    """The partial build's state; a partial build of something else is refused or cleared."""
+    wanted = embeddings_identity(identity)
     path = index_dir / STATE_FILE
     if not path.is_file():
-        return {"identity": identity, "rows_done": 0}
+        return {"identity": wanted, "rows_done": 0}
     state = json.loads(path.read_text())
-    problems = differences(identity, state["identity"])
-    if problems:
+    problems = differences(wanted, state["identity"])
+    if not problems:
+        state["identity"] = wanted
+        return state
+    if not overwrite:
         raise IndexMismatch(
-            f"{index_dir} holds a partial build of another index:\n  - "
-            + "\n  - ".join(problems)
-            + "\nDelete the folder or point retriever.index_dir elsewhere."
+            f"{index_dir} holds a partial build of another index ({'; '.join(problems)}); "
+            "pass overwrite (--overwrite) to replace it"
         )
-    return state
+    log.info("replacing the partial build in %s: %s", index_dir, "; ".join(problems))
+    remove_index_files(index_dir)
+    return {"identity": wanted, "rows_done": 0}
+
+
+def _clear_for_rebuild(index_dir: Path, manifest: dict, identity: dict) -> None:
+    """Make way for a build of `identity` where `manifest`'s index stands; its doc store and
+    embeddings stay (as a finished partial build) when they do not depend on what changed."""
+    problems = differences(identity, manifest["identity"])
+    log.info("replacing the index in %s: %s", index_dir, "; ".join(problems))
+    count, dim = manifest["count"], manifest["dim"]
+    embeddings = index_dir / EMBEDDINGS_FILE
+    size = None if dim is None else count * dim * np.dtype(np.float32).itemsize
+    complete = size is None or (embeddings.is_file() and embeddings.stat().st_size == size)
+    if differences(embeddings_identity(identity), manifest["identity"]) or not complete:
+        remove_index_files(index_dir)
+        return
+    state = {"identity": embeddings_identity(identity), "rows_done": count, "count": count}
+    state |= {"dim": dim, "corpus_stats": manifest.get("corpus_stats")}
+    # The state first: a crash after it leaves a resumable build, never a lost memmap.
+    write_json_atomic(index_dir / STATE_FILE, state)
+    for name in (MANIFEST_FILE, INDEX_FILE):
+        (index_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(index_dir / BM25_SUBDIR, ignore_errors=True)
+    log.info("keeping the doc store and the embeddings (%d passages)", count)
 
 
 def _ensure_docstore(cfg: RetrieverConfig, index_dir: Path, fmt: str, state: dict) -> int:
@@ -83,6 +161,13 @@ def _ensure_docstore(cfg: RetrieverConfig, index_dir: Path, fmt: str, state: dic
     stats = CorpusStats()
     passages = read_corpus(cfg.corpus, fmt, passage_words=cfg.passage_words, stats=stats)
     count = write_docstore(passages, index_dir)
+    if count == 0:
+        for name in (DOCS_FILE, OFFSETS_FILE):
+            (index_dir / name).unlink(missing_ok=True)
+        raise EmptyCorpus(
+            f"{cfg.corpus}: no passages read with the {fmt!r} reader "
+            f"({stats.summary(EMPTY_CORPUS_EXAMPLES)}); check retriever.corpus_format"
+        )
     log.info("doc store: %s", stats.summary())
     state.update(count=count, corpus_stats=stats.summary(), rows_done=0)
     write_json_atomic(index_dir / STATE_FILE, state)
@@ -93,6 +178,8 @@ def _embed(cfg, index_dir: Path, state: dict, encoder, max_batches, progress: bo
     """Fill the memmap from row `rows_done` on, recording progress after every flushed batch."""
     count, dim = state["count"], encoder.dim
     path = index_dir / EMBEDDINGS_FILE
+    if not path.is_file():  # rows recorded as done are only trusted with their file
+        state["rows_done"] = 0
     if state.get("dim") not in (None, dim):
         raise IndexMismatch(f"partial embeddings have dim {state['dim']}, the encoder {dim}")
     mode = "r+" if path.is_file() and state["rows_done"] > 0 else "w+"
@@ -127,11 +214,19 @@ def _train_sample(vectors: np.ndarray, size: int) -> np.ndarray:
 def _build_faiss(cfg: RetrieverConfig, index_dir: Path, count: int, dim: int) -> None:
     vectors = np.memmap(index_dir / EMBEDDINGS_FILE, dtype=np.float32, mode="r", shape=(count, dim))
     index = faiss.index_factory(dim, cfg.faiss_factory, faiss.METRIC_INNER_PRODUCT)
-    if not index.is_trained:
-        log.info("training %s on %d vectors", cfg.faiss_factory, min(count, cfg.faiss_train_size))
-        index.train(_train_sample(vectors, cfg.faiss_train_size))
-    for start in range(0, count, ADD_CHUNK_ROWS):
-        index.add(np.ascontiguousarray(vectors[start : start + ADD_CHUNK_ROWS]))
+    try:
+        if not index.is_trained:
+            size = min(count, cfg.faiss_train_size)
+            log.info("training %s on %d vectors", cfg.faiss_factory, size)
+            index.train(_train_sample(vectors, cfg.faiss_train_size))
+        for start in range(0, count, ADD_CHUNK_ROWS):
+            index.add(np.ascontiguousarray(vectors[start : start + ADD_CHUNK_ROWS]))
+    except RuntimeError as e:
+        raise RetrievalInputError(
+            f"retriever.faiss_factory {cfg.faiss_factory!r}: faiss cannot build the index "
+            f"({_faiss_reason(e)}); the embeddings are kept, a rerun with another factory "
+            "only builds the index"
+        ) from e
     with atomic_file(index_dir / INDEX_FILE) as tmp:
         faiss.write_index(index, str(tmp))
 
@@ -162,32 +257,38 @@ def build_index(
 
     `max_batches` stops the encoding pass after that many batches with `BuildInterrupted`,
     leaving exactly the state a killed build leaves; the next call resumes from it.
-    `overwrite` replaces a complete index built from other inputs instead of refusing.
+    `overwrite` replaces an index (complete or partial) built from other inputs instead of
+    refusing; the doc store and embeddings stay when they do not depend on what changed.
+    A user's mistake raises `RetrievalInputError` before anything is written where it can.
     """
+    _check_paths(cfg)
     index_dir = Path(cfg.index_dir)
-    index_dir.mkdir(parents=True, exist_ok=True)
     corpus = corpus_fingerprint(cfg.corpus)
     identity = build_identity(cfg, corpus["sha256"], resolved_format(cfg))
-    if (index_dir / MANIFEST_FILE).is_file():
-        problems = differences(identity, read_manifest(index_dir)["identity"])
+    manifest = read_manifest(index_dir) if (index_dir / MANIFEST_FILE).is_file() else None
+    if manifest is not None:
+        problems = differences(identity, manifest["identity"])
         if not problems:
             log.info("index %s is up to date", index_dir)
             return index_dir
         if not overwrite:
             raise IndexMismatch(
-                f"{index_dir} already holds a different index:\n  - "
-                + "\n  - ".join(problems)
-                + "\nPass overwrite (--overwrite) to replace it."
+                f"{index_dir} already holds a different index ({'; '.join(problems)}); "
+                "pass overwrite (--overwrite) to replace it"
             )
-        log.info("replacing the index in %s: %s", index_dir, "; ".join(problems))
-        remove_index_files(index_dir)
-    state = _read_state(index_dir, identity)
+    if cfg.kind == "dense":
+        encoder = encoder if encoder is not None else _make_encoder(cfg)
+        check_factory(cfg, encoder.dim)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    if manifest is not None:
+        _clear_for_rebuild(index_dir, manifest, identity)
+    state = _read_state(index_dir, identity, overwrite)
     count = _ensure_docstore(cfg, index_dir, identity["corpus_format"], state)
     if cfg.kind == "bm25":
         BM25Retriever(DocStore(index_dir), k1=cfg.bm25_k1, b=cfg.bm25_b).save(index_dir)
         dim = None
     else:
-        encoder = encoder if encoder is not None else _make_encoder(cfg)
+        check_factory(cfg, encoder.dim, count)
         _embed(cfg, index_dir, state, encoder, max_batches, progress)
         dim = state["dim"]
         _build_faiss(cfg, index_dir, count, dim)

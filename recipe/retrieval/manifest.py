@@ -14,19 +14,24 @@ import os
 from pathlib import Path
 
 from recipe.atomic import write_json
+from recipe.retrieval.base import RetrievalInputError
 from recipe.retrieval.corpus import detect_format
 from recipe.schema import RetrieverConfig
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
 HASH_CHUNK_BYTES = 1 << 22
+# Identity fields that only the last step of a build reads (the faiss index, the BM25
+# matrices): the doc store and the embeddings do not depend on them, so a build that differs
+# only there keeps those.
+INDEX_ONLY_FIELDS = ("faiss_factory", "bm25_k1", "bm25_b")
 
 
-class IndexMismatch(RuntimeError):
+class IndexMismatch(RetrievalInputError, RuntimeError):
     """The index on disk was built from a different corpus or encoder than the config names."""
 
 
-class IndexMissing(FileNotFoundError):
+class IndexMissing(RetrievalInputError, FileNotFoundError):
     """No complete index (manifest) in the index folder."""
 
 
@@ -74,6 +79,11 @@ def build_identity(cfg: RetrieverConfig, corpus_sha256: str, corpus_format: str)
     return identity
 
 
+def embeddings_identity(identity: dict) -> dict:
+    """The part of a build identity that the doc store and the embeddings depend on."""
+    return {key: value for key, value in identity.items() if key not in INDEX_ONLY_FIELDS}
+
+
 def resolved_format(cfg: RetrieverConfig) -> str:
     return detect_format(cfg.corpus) if cfg.corpus_format == "auto" else cfg.corpus_format
 
@@ -87,6 +97,8 @@ def differences(expected: dict, found: dict) -> list[str]:
 
 
 def read_manifest(index_dir: str | Path) -> dict:
+    if Path(index_dir).is_file():
+        raise IndexMissing(f"retriever.index_dir {index_dir} is a file, not an index folder")
     path = Path(index_dir) / MANIFEST_FILE
     if not path.is_file():
         raise IndexMissing(
@@ -107,7 +119,6 @@ def check_manifest(cfg: RetrieverConfig, manifest: dict) -> None:
     problems = differences(expected, identity)
     if problems:
         raise IndexMismatch(
-            f"index {cfg.index_dir} does not match the config:\n  - "
-            + "\n  - ".join(problems)
-            + "\nRebuild it (delete the folder or point retriever.index_dir elsewhere)."
+            f"index {cfg.index_dir} does not match the config ({'; '.join(problems)}); rebuild "
+            "it (build_index --overwrite) or point retriever.index_dir elsewhere"
         )

@@ -10,8 +10,14 @@ Endpoints
 - `GET /health`: `{"status": "ok", "kind", "passages", "max_query_chars", ...}`.
 
 Requests over `retriever.max_queries_per_request` queries answer 413; a query longer than
-`retriever.max_query_chars` characters, or a k outside 1..`retriever.max_topk`, answers 422.
-Searches go through `MicroBatcher`, off the event loop.
+`retriever.max_query_chars` characters, or a k outside 1..`retriever.max_topk`, answers 422,
+and so does a query that is not valid Unicode text (a lone surrogate from a JSON escape) or that
+the retriever cannot take (`QueryRejected`: one the encoder's tokenizer raises on). Searches go
+through `MicroBatcher`, off the event loop; a batch that fails is retried request by request,
+so one bad request does not fail the others.
+
+`main` exits 2 with one line on stderr for a user's mistake (no index, an index of other
+inputs, an encoder that does not load), as it does for a bad config.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
 from recipe.config import parse_cli
-from recipe.retrieval.base import Hit, Retriever
+from recipe.retrieval.base import Hit, QueryRejected, RetrievalInputError, Retriever
 from recipe.retrieval.batching import MicroBatcher
 from recipe.schema import RetrieverConfig, RunConfig
 
@@ -47,6 +53,17 @@ def _document(hit: Hit) -> dict:
     return {"id": hit.passage.id, "contents": hit.passage.contents}
 
 
+def _check_text(i: int, query: str) -> None:
+    """A JSON escape can make a lone surrogate, which has no UTF-8 form: no tokenizer takes it
+    and no reply could echo it, so it is refused here for every retriever."""
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise HTTPException(
+            422, f"query {i} is not valid Unicode text ({e.reason} at character {e.start})"
+        ) from e
+
+
 def _check_limits(cfg: RetrieverConfig, queries: list[str], k: int) -> None:
     if len(queries) > cfg.max_queries_per_request:
         raise HTTPException(
@@ -61,8 +78,15 @@ def _check_limits(cfg: RetrieverConfig, queries: list[str], k: int) -> None:
                 f"query {i} has {len(query)} characters; the limit is {cfg.max_query_chars} "
                 "(retriever.max_query_chars)",
             )
+        _check_text(i, query)
     if not 1 <= k <= cfg.max_topk:
         raise HTTPException(422, f"k={k} is outside 1..{cfg.max_topk} (retriever.max_topk)")
+
+
+def _rejection(queries: list[str], error: QueryRejected) -> HTTPException:
+    # The query itself is not echoed: a lone surrogate has no UTF-8 form for the reply.
+    where = [i for i, query in enumerate(queries) if query == error.query] or ["?"]
+    return HTTPException(422, f"query {where[0]} cannot be searched: {error.reason}")
 
 
 def create_app(retriever: Retriever, cfg: RetrieverConfig) -> FastAPI:
@@ -81,7 +105,12 @@ def create_app(retriever: Retriever, cfg: RetrieverConfig) -> FastAPI:
     async def search(queries: list[str], k: int | None) -> list[list[Hit]]:
         k = cfg.topk if k is None else k
         _check_limits(cfg, queries, k)
-        return await batcher.submit(queries, k) if queries else []
+        if not queries:
+            return []
+        try:
+            return await batcher.submit(queries, k)
+        except QueryRejected as error:
+            raise _rejection(queries, error) from error
 
     @app.post("/retrieve")
     async def retrieve(request: RetrieveRequest) -> dict:
@@ -108,18 +137,23 @@ def create_app(retriever: Retriever, cfg: RetrieverConfig) -> FastAPI:
             "index_dir": cfg.index_dir,
             "passages": len(retriever) if hasattr(retriever, "__len__") else None,
             "batches_served": batcher.batches,
+            "batches_failed": batcher.failed_batches,
             "max_query_chars": cfg.max_query_chars,  # clients cut longer queries to this
         }
 
     return app
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     from recipe.retrieval.index import open_index
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = parse_cli(RunConfig, argv if argv is not None else sys.argv[1:]).retriever
-    retriever = open_index(cfg)
+    try:
+        retriever = open_index(cfg)
+    except RetrievalInputError as e:
+        print(f"server: {e}", file=sys.stderr)
+        return 2
     log.info(
         "serving %s (%d passages) on http://%s:%d",
         cfg.index_dir,
@@ -128,7 +162,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg.port,
     )
     uvicorn.run(create_app(retriever, cfg), host=cfg.host, port=cfg.port, log_level="warning")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,7 +7,9 @@ Hugging Face export under `hf/`, and last the `COMPLETE` marker. It is written u
 temporary name and renamed into place; `latest` (a text file, itself replaced atomically) then
 names it. A folder without its marker is never loaded, whatever `latest` says, so a kill or a
 full disk mid-save leaves the previous checkpoint as the one to resume from. The oldest complete
-checkpoints beyond `keep` are deleted after a save succeeds.
+checkpoints beyond `keep` are deleted after a save succeeds. With several ranks, rank 0 owns
+the folder and everything but the DeepSpeed state, which every rank writes (a collective) into
+the same staging folder between two barriers.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recipe.atomic import atomic_dir, write_text
+from recipe.atomic import atomic_dir, tmp_sibling, write_text
 from recipe.config import save_config
+from recipe.training.ranks import Ranks
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -65,18 +68,32 @@ class CheckpointStore:
         self.root = Path(run_dir) / CHECKPOINTS
         self.keep = keep
 
-    def save(self, engine, tokenizer, step: int, state: dict, config) -> Path:
+    def save(
+        self, engine, tokenizer, step: int, state: dict, config, ranks: Ranks | None = None
+    ) -> Path:
+        ranks = ranks or Ranks()
         name = f"step-{step:06d}"
         final = self.root / name
+        if not ranks.is_main:
+            ranks.barrier()  # rank 0 has made the staging folder
+            self._save_engine(engine, tmp_sibling(final))
+            ranks.barrier()  # rank 0 has moved it into place
+            return final
         with atomic_dir(final) as tmp:
-            engine.save_checkpoint(str(tmp / DEEPSPEED_DIR), tag=DEEPSPEED_TAG, save_latest=False)
+            ranks.barrier()
+            self._save_engine(engine, tmp)
             torch.save({**state, "step": step, "rng": rng_state()}, tmp / STATE_FILE)
             save_config(config, tmp)
             export_hf(engine.module, tokenizer, tmp / EXPORT_DIR)
             write_text(tmp / COMPLETE, f"{step}\n", fsync=True)
         write_text(self.root / LATEST, name + "\n", fsync=True)
         self._prune()
+        ranks.barrier()
         return final
+
+    @staticmethod
+    def _save_engine(engine, folder: Path) -> None:
+        engine.save_checkpoint(str(folder / DEEPSPEED_DIR), tag=DEEPSPEED_TAG, save_latest=False)
 
     def complete(self) -> list[Path]:
         """Complete checkpoints, oldest first."""

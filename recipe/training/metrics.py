@@ -60,13 +60,18 @@ def console_line(step: int, total: int, scalars: dict[str, float]) -> str:
 
 
 class MetricsTracker:
-    def __init__(self, run_dir: str | Path, cfg: LoggingConfig, resume_step: int = 0):
+    def __init__(
+        self, run_dir: str | Path, cfg: LoggingConfig, resume_step: int = 0, enabled: bool = True
+    ):
         self.run_dir = Path(run_dir)
         self.cfg = cfg
+        self.enabled = enabled  # False on every rank but 0: one rank writes the logs
+        self.writer = None
+        if not enabled:
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for name in (METRICS_FILE, TRAJECTORIES_FILE):
             _truncate_jsonl(self.run_dir / name, resume_step)
-        self.writer = None
         if cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -75,7 +80,7 @@ class MetricsTracker:
             )
 
     def log(self, step: int, scalars: dict[str, float]) -> None:
-        if step % self.cfg.log_every:
+        if not self.enabled or step % self.cfg.log_every:
             return
         if self.writer is not None:
             for key, value in scalars.items():
@@ -91,7 +96,7 @@ class MetricsTracker:
         results: Sequence[RewardResult],
         tokenizer,
     ) -> None:
-        if not self.cfg.save_trajectories:
+        if not self.enabled or not self.cfg.save_trajectories:
             return
         with open(self.run_dir / TRAJECTORIES_FILE, "a") as f:
             for t, r in zip(trajectories, results, strict=True):

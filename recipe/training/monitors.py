@@ -25,8 +25,10 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def answer_in_documents(trajectory: Trajectory, profile: str) -> bool:
-    """Whether a normalised gold answer occurs in the normalised inserted passages."""
-    documents = " ".join(normalize_answer(t, profile) for t in trajectory.inserted_texts)
+    """Whether a normalised gold answer occurs in the normalised passages the model read
+    (inserted after its queries, or listed in its prompt by rollout.search=once)."""
+    texts = [*trajectory.prompt_passages, *trajectory.inserted_texts]
+    documents = " ".join(normalize_answer(t, profile) for t in texts)
     golds = [normalize_answer(g, profile) for g in trajectory.golds]
     return any(g and f" {g} " in f" {documents} " for g in golds)
 

@@ -219,3 +219,54 @@ def test_eos_ends_the_response_and_stays_out_of_its_text(tiny_model, smollm2_tok
         assert t.stop_reason == "eos" and t.response_ids[-1] == tok.eos_token_id
         assert t.action_mask[-1] == 1 and t.n_searches == len(record.queries)
         assert t.response_text.endswith(f"{record.answers[0]} {TAGS.answer_end}")
+
+
+# ---------------------------------------------------------------- the baselines' search modes
+
+
+class CountingBM25(BM25Retriever):
+    def __init__(self, passages) -> None:
+        super().__init__(passages)
+        self.calls: list[list[str]] = []
+
+    def search(self, queries, k):
+        self.calls.append(list(queries))
+        return super().search(queries, k)
+
+
+def _baseline_engine(model, tok, search: str):
+    """The model is made to write a query, then an answer, whatever the prompt says."""
+    tags = TAGS
+    text = f" {tags.begin_query}Velmora founder{tags.end_query} {tags.think_end}\n\n"
+    text += f"{tags.answer_start} Ada {tags.answer_end}"
+    forced = tok(text, add_special_tokens=False)["input_ids"]
+    backend = HFBackend(model, tok, [ScriptedContinuation(lambda context: forced, 2)])
+    retriever = CountingBM25(list(DEMO_PASSAGES))
+    cfg = dataclasses.replace(BASE_CFG, search=search, samples_per_prompt=1)
+    return RolloutEngine(backend, retriever, TAGS, cfg, topk=TOPK), retriever
+
+
+@pytest.mark.parametrize("search", ["off", "once"])
+def test_baseline_modes_never_search_what_the_model_writes(tiny_model, smollm2_tokenizer, search):
+    engine, retriever = _baseline_engine(tiny_model, smollm2_tokenizer, search)
+    trajectories = engine.rollout(DEMO_RECORDS)
+    for t in trajectories:
+        prompt = smollm2_tokenizer.decode(t.prompt_ids)
+        assert TAGS.begin_query not in prompt  # no search instructions
+        assert t.n_searches == 0 and t.inserted_texts == [] and set(t.action_mask) == {1}
+        assert TAGS.begin_query in t.response_text and t.stop_reason == STOP_ANSWER
+    # once: one batched search of the questions themselves, listed in each prompt; off: none.
+    expected_calls = [[r.question for r in DEMO_RECORDS]] if search == "once" else []
+    assert retriever.calls == expected_calls
+
+
+def test_rag_lists_the_questions_passages_in_the_prompt(tiny_model, smollm2_tokenizer):
+    engine, retriever = _baseline_engine(tiny_model, smollm2_tokenizer, "once")
+    trajectories = engine.rollout(DEMO_RECORDS)
+    for t, record in zip(trajectories, DEMO_RECORDS, strict=True):
+        top = BM25Retriever(list(DEMO_PASSAGES)).search([record.question], TOPK)[0]
+        assert t.retrieved_ids == [[hit.passage.id for hit in top]]
+        assert t.prompt_passages == [hit.passage.contents for hit in top]
+        prompt = smollm2_tokenizer.decode(t.prompt_ids)
+        assert all(f"({i}){hit.passage.contents}" in prompt for i, hit in enumerate(top, 1))
+        assert prompt.index(top[0].passage.contents) < prompt.rindex(record.question)

@@ -202,7 +202,7 @@ def test_a_retrieval_service_that_dies_stops_the_run_and_the_rerun_resumes(tmp_p
     from recipe.rollout_demo import DEMO_PASSAGES
     from recipe.schema import RetrieverConfig
     from recipe.training.checkpoint import CheckpointStore
-    from tests.retrieval.conftest import LoopbackServer
+    from tests.loopback import LoopbackServer
 
     def service_and_client():
         server = LoopbackServer(create_app(BM25Retriever(list(DEMO_PASSAGES)), RetrieverConfig()))

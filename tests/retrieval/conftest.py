@@ -1,16 +1,12 @@
-"""Tiny real corpora, a MiniLM encoder and a real uvicorn server on loopback."""
+"""Tiny real corpora and a MiniLM encoder (the loopback servers are in tests/loopback.py)."""
 
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from recipe.retrieval.base import Passage
 from recipe.schema import RetrieverConfig
@@ -81,46 +77,6 @@ def bm25_cfg(tiny_corpus, tmp_path) -> RetrieverConfig:
     return replace(
         RetrieverConfig(), kind="bm25", corpus=str(tiny_corpus), index_dir=str(tmp_path / "bm25")
     )
-
-
-class LoopbackServer:
-    """A real uvicorn server for `app` on 127.0.0.1, on a port the OS picked, in a thread."""
-
-    def __init__(self, app, startup_timeout_s: float = 20.0) -> None:
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind(("127.0.0.1", 0))
-        self.port = self.socket.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
-        )
-        self.thread.start()
-        deadline = time.monotonic() + startup_timeout_s
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.socket.close()
-
-
-@pytest.fixture
-def serve():
-    servers: list[LoopbackServer] = []
-
-    def start(app) -> LoopbackServer:
-        servers.append(LoopbackServer(app))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def passages_of(facts=FACTS) -> list[Passage]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from recipe.retrieval.base import Passage, Retriever
+import pytest
+
+from recipe.retrieval.base import Passage, RetrievalInputError, Retriever
 from recipe.retrieval.bm25 import BM25Retriever
 from recipe.retrieval.corpus import read_corpus
 
@@ -47,3 +49,11 @@ def test_finds_kilt_pages_by_title(r1searcher_data):
     hits = retriever.search(["International Atomic Time", "Alain Connes"], k=3)
     assert hits[0][0].passage.title == "International Atomic Time"
     assert hits[1][0].passage.title == "Alain Connes"
+
+
+def test_no_indexable_word_is_an_input_error():
+    with pytest.raises(RetrievalInputError, match="no passages"):
+        BM25Retriever([])
+    # Stopwords and one-letter words are all bm25s' tokenizer drops.
+    with pytest.raises(RetrievalInputError, match="no word BM25 can index"):
+        BM25Retriever([Passage("0", "A", "the a"), Passage("1", "I", "of it")])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from dataclasses import replace
 
@@ -25,6 +23,7 @@ from recipe.retrieval.client import (
 from recipe.retrieval.index import build_index
 from recipe.retrieval.server import create_app
 from recipe.schema import RetrieverConfig, RunConfig
+from tests.loopback import TricklingServer, closed_port
 
 from .conftest import passages_of
 
@@ -68,12 +67,6 @@ def failing_first(app, n: int):
 def http(url, **overrides) -> HttpRetriever:
     options = dict(timeout_s=5.0, max_retries=2, backoff_s=0.01, max_queries_per_request=4)
     return HttpRetriever(url, **(options | overrides))
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_http_results_equal_in_process(dense_retriever, dense_cfg, serve):
@@ -169,38 +162,6 @@ def test_build_retriever_in_process_and_http(bm25_cfg, serve):
 
 
 # ---------------------------------------------------------------- hostile and broken servers
-
-
-class TricklingServer:
-    """Accepts, then sends `reply` one byte every `interval_s` until `reply` runs out or the
-    client hangs up; records the bytes each connection got."""
-
-    def __init__(self, reply: bytes, interval_s: float = 0.02) -> None:
-        self.reply, self.interval_s = reply, interval_s
-        self.sent: list[int] = []
-        self.socket = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.socket.accept()
-            except OSError:
-                return
-            self.sent.append(0)
-            with conn:
-                conn.recv(65536)
-                for byte in self.reply:
-                    try:
-                        conn.sendall(bytes([byte]))
-                    except OSError:
-                        break
-                    self.sent[-1] += 1
-                    time.sleep(self.interval_s)
-
-    def close(self) -> None:
-        self.socket.close()
 
 
 BODY = b'{"status": "ok"}' + b" " * 400

@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from recipe.retrieval.corpus import CorpusFormatError, CorpusStats, detect_format, read_corpus
+from recipe.retrieval.corpus import (
+    CorpusFormatError,
+    CorpusStats,
+    EmptyCorpus,
+    detect_format,
+    read_corpus,
+)
 
 SAMPLES = "corpus_samples"
 
@@ -85,3 +91,28 @@ def test_unknown_format_is_an_error(tmp_path):
         list(read_corpus(path))
     with pytest.raises(CorpusFormatError, match="unknown corpus format"):
         list(read_corpus(path, fmt="csv"))
+
+
+def test_undecodable_bytes_and_lone_surrogates_are_bad_lines(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    good = [json.dumps({"id": i, "contents": f"T{i}\ntext {i}"}).encode() for i in "ab"]
+    # An invalid UTF-8 byte, and a JSON escape that decodes to a lone surrogate (no UTF-8
+    # encoding exists for it, so neither the doc store nor a tokenizer could take it).
+    undecodable = b'{"id": "x", "contents": "T\\ncaf\xe9"}'
+    surrogate = b'{"id": "y", "contents": "T\\n\\ud800"}'
+    path.write_bytes(b"\n".join([good[0], undecodable, surrogate, good[1]]) + b"\n")
+    assert detect_format(path) == "flashrag"
+    stats = CorpusStats()
+    assert [p.id for p in read_corpus(path, stats=stats)] == ["a", "b"]
+    assert stats.bad_lines == 2 and stats.lines == 4
+    (line_2, reason_2), (line_3, reason_3) = stats.bad_examples
+    assert (line_2, line_3) == (2, 3)
+    assert "not UTF-8" in reason_2 and "0xe9" in reason_2
+    assert "lone surrogate" in reason_3
+
+
+def test_empty_corpus_names_itself(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("\n\n")
+    with pytest.raises(EmptyCorpus, match="empty"):
+        detect_format(path)

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recipe.retrieval.base import Passage
+from recipe.retrieval.base import Passage, RetrievalInputError
+from recipe.retrieval.corpus import EmptyCorpus
 from recipe.retrieval.docstore import DocStore, write_docstore
 from recipe.retrieval.index import (
     EMBEDDINGS_FILE,
@@ -18,7 +19,7 @@ from recipe.retrieval.index import (
     build_index,
     open_index,
 )
-from recipe.retrieval.manifest import IndexMismatch, IndexMissing, read_manifest
+from recipe.retrieval.manifest import MANIFEST_FILE, IndexMismatch, IndexMissing, read_manifest
 
 from .conftest import FACTS, write_flashrag
 
@@ -142,3 +143,88 @@ def test_overwrite_replaces_an_index_of_other_inputs(bm25_cfg, tmp_path):
     build_index(cfg, progress=False, overwrite=True)
     assert read_manifest(cfg.index_dir)["count"] == 5
     assert len(open_index(cfg).search(["Paris"], 10)[0]) == 5
+
+
+def test_a_corpus_of_no_passages_is_a_build_error(bm25_cfg, dense_cfg, minilm_encoder, tmp_path):
+    # The right file read with the wrong reader: every line is skipped.
+    wrong_reader = replace(bm25_cfg, corpus_format="kilt")
+    with pytest.raises(EmptyCorpus, match=r"'kilt' reader.*16 bad lines skipped"):
+        build_index(wrong_reader, progress=False)
+    assert not (Path(bm25_cfg.index_dir) / MANIFEST_FILE).exists()
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    cfg = replace(dense_cfg, corpus=str(empty), corpus_format="flashrag")
+    cfg = replace(cfg, index_dir=str(tmp_path / "dense"))
+    with pytest.raises(EmptyCorpus, match=r"no passages.*'flashrag' reader.*0 lines"):
+        build_index(cfg, encoder=minilm_encoder, progress=False)
+    assert not (tmp_path / "dense" / MANIFEST_FILE).exists()
+
+
+def test_bad_lines_leave_no_temporary_file(bm25_cfg, tmp_path):
+    corpus = write_flashrag(tmp_path / "corpus.jsonl")
+    with open(corpus, "ab") as f:
+        f.write(b'{"id": "x", "contents": "T\\n\xff"}\n')
+    cfg = replace(bm25_cfg, corpus=str(corpus))
+    build_index(cfg, progress=False)
+    manifest = read_manifest(cfg.index_dir)
+    assert manifest["count"] == len(FACTS) and "1 bad lines" in manifest["corpus_stats"]
+    assert not list(Path(cfg.index_dir).glob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [("Flatt", "could not parse"), ("IVF64,Flat", "64 IVF lists need at least 64")],
+)
+def test_a_bad_factory_is_refused_before_embedding(
+    factory, message, dense_cfg, minilm_encoder, tmp_path
+):
+    cfg = replace(dense_cfg, index_dir=str(tmp_path / "f"), faiss_factory=factory)
+    counting = CountingEncoder(minilm_encoder)
+    with pytest.raises(RetrievalInputError, match=message):
+        build_index(cfg, encoder=counting, progress=False)
+    assert counting.encoded == 0
+
+
+def test_a_changed_factory_reuses_the_embeddings(dense_cfg, minilm_encoder, tmp_path):
+    cfg = replace(dense_cfg, index_dir=str(tmp_path / "f"))
+    with pytest.raises(BuildInterrupted):
+        build_index(cfg, encoder=minilm_encoder, max_batches=1, progress=False)
+    # A partial build under another factory resumes: the embeddings do not depend on it.
+    counting = CountingEncoder(minilm_encoder)
+    hnsw = replace(cfg, faiss_factory="HNSW8")
+    build_index(hnsw, encoder=counting, progress=False)
+    assert counting.encoded == len(FACTS) - cfg.batch_size
+    # A complete index under another factory: refused without overwrite, rebuilt from the
+    # same embeddings with it.
+    sq8 = replace(cfg, faiss_factory="SQ8")
+    with pytest.raises(IndexMismatch, match="overwrite"):
+        build_index(sq8, encoder=counting, progress=False)
+    counting.encoded = 0
+    build_index(sq8, encoder=counting, progress=False, overwrite=True)
+    assert counting.encoded == 0
+    assert read_manifest(cfg.index_dir)["identity"]["faiss_factory"] == "SQ8"
+    np.testing.assert_allclose(_embeddings(sq8), _embeddings(dense_cfg), atol=1e-5)
+    top = open_index(sq8, encoder=minilm_encoder).search(["capital of Italy"], 1)[0][0]
+    assert top.passage.title == "Rome"
+
+
+def test_overwrite_clears_a_partial_build_of_another_index(dense_cfg, minilm_encoder, tmp_path):
+    cfg = replace(dense_cfg, index_dir=str(tmp_path / "partial"))
+    with pytest.raises(BuildInterrupted):
+        build_index(cfg, encoder=minilm_encoder, max_batches=1, progress=False)
+    counting = CountingEncoder(minilm_encoder)
+    other = replace(cfg, normalize=False)
+    build_index(other, encoder=counting, progress=False, overwrite=True)
+    assert counting.encoded == len(FACTS)
+    assert read_manifest(cfg.index_dir)["identity"]["normalize"] is False
+
+
+def test_a_factory_that_fails_to_train_keeps_the_embeddings(dense_cfg, minilm_encoder, tmp_path):
+    # PQ8 trains 256 centroids per sub-quantizer: 16 passages are too few, found in training.
+    cfg = replace(dense_cfg, index_dir=str(tmp_path / "f"), faiss_factory="IVF2,PQ8")
+    with pytest.raises(RetrievalInputError, match="embeddings are kept"):
+        build_index(cfg, encoder=minilm_encoder, progress=False)
+    counting = CountingEncoder(minilm_encoder)
+    build_index(replace(cfg, faiss_factory="IVF2,Flat"), encoder=counting, progress=False)
+    assert counting.encoded == 0
+    assert read_manifest(cfg.index_dir)["identity"]["faiss_factory"] == "IVF2,Flat"

@@ -102,3 +102,22 @@ def test_concurrent_requests_are_batched(serve):
     assert len(slow.calls) < len(titles)
     assert all(call.count("Paris") == 1 for call in slow.calls)
     assert sorted(q for call in slow.calls for q in call if q != "Paris") == sorted(titles)
+
+
+# Valid JSON whose string is a lone surrogate: it has no UTF-8 form, so the encoder's (Rust)
+# tokenizer raises on it and a reply that echoes it cannot be written.
+LONE_SURROGATE_BODY = b'{"queries": ["Paris", "\\ud800 capital"], "k": 1, "topk": 1}'
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+def test_a_query_with_no_utf8_form_answers_422(dense_retriever, dense_cfg, serve):
+    bm25_cfg = RetrieverConfig(kind="bm25")
+    for retriever, cfg in [(dense_retriever, dense_cfg), (BM25Retriever(passages_of()), bm25_cfg)]:
+        server = serve(create_app(retriever, cfg))
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            for route in ("/queries", "/retrieve"):
+                reply = client.post(route, content=LONE_SURROGATE_BODY, headers=JSON_HEADERS)
+                assert reply.status_code == 422, (cfg.kind, route, reply.text)
+                assert "query 1 is not valid Unicode text" in reply.json()["detail"]
+            fine = client.post("/queries", json={"queries": ["Paris"], "k": 1}).json()
+            assert fine["answers"][0][0].startswith("Paris\n")

@@ -1,0 +1,91 @@
+"""The data-parallel ranks of a run: which prompts each rolls out, and the few collectives the
+trainer needs (gather the step's trajectories, sum gradients and statistics).
+
+Every rank draws the same questions from the same seeded sampler; rank r rolls out the r-th
+contiguous block of them, so each question's whole group of samples lives on one rank. The
+step's trajectories are then gathered everywhere: every rank collates the same full batch and
+computes the same advantages over it (group baselines and whitening see every sample of the
+step, exactly as on one rank), and each trains on its own rows. With one rank every collective
+is the identity, so the single-process path runs no communication at all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Ranks:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def block(self, n: int) -> range:
+        """This rank's contiguous share of `n` items; `n` must divide evenly."""
+        if n % self.world:
+            raise ValueError(f"{n} items do not split evenly over {self.world} ranks")
+        size = n // self.world
+        return range(self.rank * size, (self.rank + 1) * size)
+
+    def gather(self, obj) -> list:
+        """`obj` from every rank, in rank order (pickled; trajectories are small)."""
+        if self.world == 1:
+            return [obj]
+        out: list = [None] * self.world
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
+        """In-place sum over ranks."""
+        if self.world > 1:
+            torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
+        return tensor
+
+    def sum_floats(self, values: dict[str, float]) -> dict[str, float]:
+        if self.world == 1:
+            return values
+        keys = sorted(values)
+        summed = self.sum_(torch.tensor([values[k] for k in keys], dtype=torch.float64))
+        return dict(zip(keys, summed.tolist(), strict=True))
+
+    def sum_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
+        """Sum each parameter's gradient over ranks, as one flat buffer (one collective)."""
+        grads = [p.grad for p in params if p.grad is not None]
+        if self.world == 1 or not grads:
+            return
+        flat = self.sum_(torch.cat([g.reshape(-1) for g in grads]))
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def any(self, flag: bool) -> bool:
+        """Whether `flag` is set on some rank (every rank gets the same answer)."""
+        if self.world == 1:
+            return flag
+        return bool(self.sum_(torch.tensor([float(flag)])).item() > 0)
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def current_ranks() -> Ranks:
+    """The process group's ranks (one rank when none is initialised)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return Ranks(torch.distributed.get_rank(), torch.distributed.get_world_size())
+    return Ranks()
+
+
+def threads_per_rank() -> int:
+    """CPU threads for this rank: the machine's cores shared by the ranks on this node
+    (two ranks with two threads each on two cores spin against each other)."""
+    local = os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or "1"
+    return max(1, (os.cpu_count() or 1) // max(1, int(local)))

@@ -108,6 +108,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.rollout_throughput --threads 1
 	$(PY) -m benchmarks.coldstart_step
 	$(PY) -m benchmarks.trainer_update
+	$(PY) -m benchmarks.filter_throughput
 
 # stage1, stage2: the two RL stages (stages/stage{1,2}.py), runs/stage{1,2}/ with summary.json.
 # A stage is redone when its inputs change: a finished run folder is then cleared first; a
@@ -118,6 +119,12 @@ STAGE1 := runs/stage1/summary.json
 STAGE2 := runs/stage2/summary.json
 BASE_GATE := runs/miniwiki/base/gate.json
 
+# NPROC=2 (or more) runs a stage on that many ranks under the DeepSpeed launcher (gloo on CPU,
+# NCCL on GPU); trainer.prompts_per_step must be a multiple of it.
+NPROC ?= 1
+LAUNCH := $(if $(filter 1,$(NPROC)),$(PY) -m,$(VENV)/bin/deepspeed --num_gpus $(NPROC) \
+	--no_local_rank --module)
+
 .PHONY: stage1 stage2
 stage1: $(STAGE1)
 stage2: $(STAGE2)
@@ -127,11 +134,65 @@ $(BASE_GATE): $(STAMP) $(MINIWIKI_SUMMARY) $(MINIWIKI_TASK_CORPUS) $(MINIWIKI_WA
 	$(PY) -m miniwiki.base --config $(MINIWIKI_CONFIG)
 	touch $@
 
-$(STAGE1): $(BASE_GATE) $(INDEX_DIR)/manifest.json configs/embedded/common.yaml \
+# filter: difficulty filtering (data_filtering/, configs/embedded/filter.yaml): the base model
+# rolls out on a sample of the task world's train questions until it first answers correctly,
+# buckets them and writes each stage's questions, runs/data/stage{1,2}.jsonl, and report.md.
+# The program keeps its own results (runs/data/difficulty/) and rolls out only what it has not
+# done, so rerunning after a quota or threshold edit takes seconds. It rewrites a stage file
+# only when its content changes, so the stages rerun only when their questions change (make
+# re-reads a target's timestamp after its recipe; the no-op recipe below keeps that).
+FILTER_CONFIG := configs/embedded/filter.yaml
+FILTER_REPORT := runs/data/report.md
+FILTER_STAGE1 := runs/data/stage1.jsonl
+FILTER_STAGE2 := runs/data/stage2.jsonl
+FILTER_SRC := $(wildcard data_filtering/*.py recipe/*.py recipe/*/*.py rewards/*.py)
+
+.PHONY: filter
+filter: $(FILTER_REPORT)
+
+$(FILTER_REPORT): $(BASE_GATE) $(INDEX_DIR)/manifest.json $(MINIWIKI_SUMMARY) $(FILTER_CONFIG) \
+		configs/embedded/common.yaml $(FILTER_SRC)
+	$(PY) -m data_filtering --config $(FILTER_CONFIG) $(ARGS)
+	touch $@
+
+$(FILTER_STAGE1) $(FILTER_STAGE2): $(FILTER_REPORT)
+	@test -f $@ || { echo "$@ missing: no quotas for it in $(FILTER_CONFIG)?"; exit 1; }
+
+$(STAGE1): $(BASE_GATE) $(INDEX_DIR)/manifest.json $(FILTER_STAGE1) configs/embedded/common.yaml \
 		configs/embedded/stage1.yaml $(STAGE_SRC)
 	@if [ -f $@ ]; then echo "stage1: inputs changed, starting afresh"; rm -rf runs/stage1; fi
-	$(PY) -m stages.stage1 --config configs/embedded/stage1.yaml $(ARGS)
+	$(LAUNCH) stages.stage1 --config configs/embedded/stage1.yaml $(ARGS)
 
-$(STAGE2): $(STAGE1) configs/embedded/stage2.yaml
+$(STAGE2): $(STAGE1) $(FILTER_STAGE2) configs/embedded/stage2.yaml
 	@if [ -f $@ ]; then echo "stage2: inputs changed, starting afresh"; rm -rf runs/stage2; fi
-	$(PY) -m stages.stage2 --config configs/embedded/stage2.yaml $(ARGS)
+	$(LAUNCH) stages.stage2 --config configs/embedded/stage2.yaml $(ARGS)
+	$(PY) -m stages.evaluate --config $(EVAL_CONFIG)
+
+# eval: the baselines (naive, rag) and the policies (base, stage1, stage2) on miniwiki test,
+# runs/eval/{report.md, metrics.json, predictions/}. It reuses every predictions file whose
+# settings (model files, questions, retriever, prompt, decoding) are unchanged, so a rerun after
+# retraining redoes only what changed; it does not retrain (run `make stage2` for that).
+# eval-r1searcher: R1-Searcher's eval sets through the same path, on the KILT-sample index.
+# ablation: stage 2's reward alone from the base model, for stage 1 + stage 2's steps and data,
+# then the evaluation with the ablation row beside the two-stage one.
+EVAL_CONFIG ?= configs/embedded/eval.yaml
+ABLATION := runs/ablation/summary.json
+
+.PHONY: eval eval-r1searcher ablation
+eval: $(STAMP) $(INDEX_DIR)/manifest.json
+	$(PY) -m stages.evaluate --config $(EVAL_CONFIG) $(ARGS)
+
+eval-r1searcher: $(STAMP)
+	$(RETRIEVAL_ENV) $(PY) -m recipe.retrieval.build_index --config $(RETRIEVAL_CONFIG) \
+		$(KILT_SAMPLE_ARGS)
+	$(PY) -m stages.evaluate --config configs/embedded/eval_r1searcher.yaml $(ARGS)
+
+ablation: $(ABLATION)
+	$(PY) -m stages.evaluate --config $(EVAL_CONFIG) \
+		"eval.methods=[naive, rag, base, stage1, stage2, ablation]" $(ARGS)
+
+$(ABLATION): $(BASE_GATE) $(INDEX_DIR)/manifest.json $(FILTER_STAGE1) $(FILTER_STAGE2) \
+		configs/embedded/common.yaml configs/embedded/stage2.yaml configs/embedded/ablation.yaml \
+		$(STAGE_SRC)
+	@if [ -f $@ ]; then echo "ablation: inputs changed, starting afresh"; rm -rf runs/ablation; fi
+	$(LAUNCH) stages.stage2 --config configs/embedded/ablation.yaml $(ARGS)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from data_filtering.records import QARecord, read_records, write_records
-from data_filtering.sources import SourceError, detect_format, load_questions
+from data_filtering.sources import SourceError, detect_format, load_questions, read_source
 from miniwiki.build import build
 from miniwiki.presets import tiny_config
 
@@ -135,3 +135,102 @@ def _r1(tmp_path):
     path = tmp_path / "r1.jsonl"
     path.write_text('{"idx": 1, "question": "q", "answer": "a"}\n')
     return path
+
+
+def test_flashrag_rows_load(tmp_path):
+    path = tmp_path / "nq.jsonl"
+    rows = [
+        {"id": "test_0", "question": "who wrote hamlet", "golden_answers": ["Shakespeare", "W. S."],
+         "metadata": {"split": "test"}},
+        {"id": "test_1", "question": "capital of france", "golden_answers": ["Paris"]},
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    records = load_questions(path)
+    assert [r.answers for r in records] == [["Shakespeare", "W. S."], ["Paris"]]
+    assert records[0].meta == {"format": "flashrag", "metadata": {"split": "test"}}
+    assert records[1].id == "test_1"
+
+
+def test_read_source_skips_bad_rows_and_counts_them(tmp_path):
+    path = tmp_path / "q.jsonl"
+    lines = [
+        '{"idx": 1, "question": "q1", "answer": "a"}',
+        '{"idx": 2, "question": "", "answer": "a"}',
+        "{torn",
+        '{"idx": 1, "question": "again", "answer": "b"}',
+        '{"idx": 3, "question": "q3", "answer": ["", "x"]}',
+        '["not", "an", "object"]',
+        '{"question": "no id", "answer": "c"}',
+        '{"idx": 4, "question": "q4", "answer": "d"}',
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    loaded = read_source(path, name="mine")
+    assert [r.id for r in loaded.records] == ["1", "4"]
+    assert all(r.source == "mine" for r in loaded.records)
+    assert loaded.format == "r1searcher" and loaded.rows == 8
+    assert loaded.skip_counts() == {
+        "bad_question": 1,
+        "not_json": 1,
+        "duplicate_id": 1,
+        "bad_answer": 1,
+        "not_object": 1,
+        "missing_id": 1,
+    }
+    assert loaded.skipped[0].where == f"{path}:2"
+    with pytest.raises(SourceError, match="not found"):
+        read_source(tmp_path / "missing.json")
+    with pytest.raises(SourceError, match="cannot tell"):
+        read_source(write_flashrag_corpus(tmp_path / "corpus.jsonl"))
+
+
+def write_flashrag_corpus(path):
+    path.write_text('{"id": "d0", "contents": "Title\\ntext"}\n')
+    return path
+
+
+@pytest.mark.parametrize("name", ["stage_1.jsonl", "stage_2.jsonl"])
+def test_the_released_stage_files_load_as_a_source(r1searcher_data, name):
+    loaded = read_source(r1searcher_data / "training_set" / name, name="r1")
+    assert len(loaded.records) == EXPECTED_LINES[f"training_set/{name}"]
+    assert loaded.skipped == [] and loaded.format == "r1searcher"
+
+
+def test_hf_datasets_folder_and_data_files(tmp_path):
+    import datasets
+
+    rows = {
+        "id": ["5a8b", "5a8c", "5a8d"],
+        "question": ["Who?", "Where?", ""],
+        "answer": ["Ann", "Oslo", "x"],
+        "type": ["bridge", "comparison", "bridge"],
+        "level": ["hard", "easy", "medium"],
+    }
+    folder = tmp_path / "hotpot_hf"
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows)}).save_to_disk(str(folder))
+    loaded = read_source(folder, "hf", name="hotpotqa", split="train")
+    assert [(r.id, r.answers, r.meta["type"]) for r in loaded.records] == [
+        ("5a8b", ["Ann"], "bridge"),
+        ("5a8c", ["Oslo"], "comparison"),
+    ]
+    assert loaded.format == "hf/hotpotqa" and loaded.skip_counts() == {"bad_question": 1}
+    files = tmp_path / "flashrag_hf"
+    files.mkdir()
+    (files / "train.jsonl").write_text(
+        json.dumps({"id": "0", "question": "q", "golden_answers": ["g"]}) + "\n"
+    )
+    loaded = read_source(files, "hf", split="train")
+    assert [(r.id, r.answers) for r in loaded.records] == [("0", ["g"])]
+    with pytest.raises(SourceError, match=r"hf dataset .*\[test\]"):
+        read_source(folder, "hf", split="test")
+
+
+def test_the_config_offers_exactly_the_loader_formats():
+    import typing
+
+    from data_filtering.config import SOURCE_FORMATS, SourceConfig
+    from data_filtering.sources import FORMATS
+    from recipe.schema import DataConfig
+
+    hints = typing.get_type_hints(DataConfig)
+    assert typing.get_args(hints["source_format"]) == ("auto", *FORMATS)
+    assert typing.get_args(typing.get_type_hints(SourceConfig)["format"]) == SOURCE_FORMATS

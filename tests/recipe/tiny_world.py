@@ -64,7 +64,26 @@ def tiny_config(run_dir: Path, steps: int, **trainer) -> RunConfig:
     return cfg
 
 
-class ParityScript:
+class FirstTokenSteering:
+    """A logits processor: after FREE_TOKENS sampled tokens, force the ids of
+    `_plan(context, first sampled id)`, one per step; the model chooses everything else."""
+
+    def _plan(self, context: list[int], first_sampled: int) -> list[int]:
+        raise NotImplementedError
+
+    def __call__(self, context_ids, output_ids, logits: torch.Tensor) -> torch.Tensor:
+        step = len(output_ids) - FREE_TOKENS
+        if step < 0:
+            return logits
+        plan = self._plan(list(context_ids), int(output_ids[0]))
+        if step >= len(plan):
+            return logits
+        forced = torch.full_like(logits, float("-inf"))
+        forced[plan[step]] = 0.0
+        return forced
+
+
+class ParityScript(FirstTokenSteering):
     """A logits processor: after FREE_TOKENS sampled tokens, a segment whose first sampled
     token id is even searches the record's next planned query, an odd one answers at once
     (always the gold answer); later segments follow the plan. Only some tokens are forced;
@@ -87,17 +106,6 @@ class ParityScript:
         else:
             text = f" {tags.think_end}\n\n{tags.answer_start} {record.answers[0]} {tags.answer_end}"
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def __call__(self, context_ids, output_ids, logits: torch.Tensor) -> torch.Tensor:
-        step = len(output_ids) - FREE_TOKENS
-        if step < 0:
-            return logits
-        plan = self._plan(list(context_ids), int(output_ids[0]))
-        if step >= len(plan):
-            return logits
-        forced = torch.full_like(logits, float("-inf"))
-        forced[plan[step]] = 0.0
-        return forced
 
 
 def tiny_trainer(run_dir: Path, steps: int, on_step_end=None, retriever=None, **trainer) -> Trainer:

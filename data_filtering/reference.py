@@ -1,0 +1,79 @@
+"""The reference policy's rollouts: the stages' own engine, model and retriever, built on demand.
+
+`ReferenceRounds(cfg)` is the `RoundRunner` difficulty estimation calls: each call is one
+`RolloutEngine.rollout` over a few questions with `filter.rollouts_per_round` samples each,
+scored by `recipe.evaluation.score_trajectory` (the dev evaluation's scoring: the answer of the
+last closed answer block under `reward.metric_profile`). The model (in `model.dtype`, as the
+trainer's generation copy) and the retriever load at the first call, so a run that finds every
+question already estimated loads neither.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+from data_filtering.config import FilterRunConfig
+from data_filtering.difficulty import ROUND_SEED_STRIDE
+from data_filtering.records import QARecord
+from data_filtering.results import SampleOutcome
+from recipe.evaluation import score_trajectory
+from recipe.rollout import RolloutEngine, build_rollout_engine
+
+
+class ReferenceRounds:
+    def __init__(
+        self,
+        cfg: FilterRunConfig,
+        *,
+        backend_factory: Callable | None = None,
+    ):
+        # The engine rolls out `rollouts_per_round` samples per question; all else is the stage's.
+        self.cfg = dataclasses.replace(
+            cfg,
+            rollout=dataclasses.replace(
+                cfg.rollout, samples_per_prompt=cfg.filter.rollouts_per_round
+            ),
+        )
+        self.backend_factory = backend_factory  # (model, tokenizer) -> backend; tests steer one
+        self.engine: RolloutEngine | None = None
+
+    def _build_engine(self) -> RolloutEngine:
+        from recipe.policy import load_policy
+        from recipe.retrieval.client import build_retriever
+
+        cfg = self.cfg
+        try:
+            model, tokenizer = load_policy(cfg.model)
+        except (OSError, ValueError) as e:  # as the tokenizer's: one line, exit 2
+            raise FileNotFoundError(f"model.path {cfg.model.path}: {e}") from e
+        retriever = build_retriever(cfg.retriever)
+        if self.backend_factory is None:
+            return build_rollout_engine(cfg, model, tokenizer, retriever)
+        return RolloutEngine(
+            self.backend_factory(model, tokenizer),
+            retriever,
+            cfg.tags,
+            cfg.rollout,
+            topk=cfg.retriever.topk,
+            prompt_style=cfg.model.prompt_style,
+        )
+
+    def __call__(
+        self, records: Sequence[QARecord], round_index: int, call_index: int
+    ) -> list[list[SampleOutcome]]:
+        if self.engine is None:
+            self.engine = self._build_engine()
+        self.engine.load_state_dict({"calls": round_index * ROUND_SEED_STRIDE + call_index})
+        trajectories = self.engine.rollout(records)
+        metric, threshold = self.cfg.filter.metric, self.cfg.filter.correct_at
+        per_round = self.cfg.rollout.samples_per_prompt
+        outcomes: list[list[SampleOutcome]] = [[] for _ in records]
+        for i, trajectory in enumerate(trajectories):  # grouped by record, in record order
+            score = score_trajectory(trajectory, self.cfg.tags, self.cfg.reward)
+            outcomes[i // per_round].append(
+                SampleOutcome(
+                    score[metric] >= threshold, trajectory.n_searches > 0, score["prediction"]
+                )
+            )
+        return outcomes

@@ -31,6 +31,7 @@ from recipe.atomic import write_json, write_jsonl, write_text
 from recipe.config import parse_cli, save_config, to_dict
 from recipe.eval_report import goal_checks, report_markdown, results_table
 from recipe.evaluation import evaluate, read_predictions, sample_questions, summarize
+from recipe.judge import JudgeError
 from recipe.policy import load_policy
 from recipe.retrieval.base import RetrievalInputError
 from recipe.retrieval.client import RetrievalError
@@ -126,39 +127,43 @@ class MethodRunner:
         return self.loaded[1], self.loaded[2]
 
     def rows(self, method: str, dataset: str, records, temperature: float, seed: int | None):
-        """The scored rows of `method` on `dataset`: from its file when current, else run."""
+        """The scored rows of `method` on `dataset`: from its file when current, else run.
+        The rollouts are written before the judge runs, so a failing judge loses none."""
         name = f"{method}__{dataset}" + ("" if seed is None else f"__seed{seed}")
         path = self.out_dir / "predictions" / f"{name}.jsonl"
-        settings = run_settings(self.cfg, method, dataset, temperature, seed or 0)
         stamp = path.with_suffix(".settings.json")
-        if (
-            path.exists()
-            and stamp.exists()
-            and json.loads(stamp.read_text()) == {"digest": _digest(settings)}
-        ):
+        digest = {
+            "digest": _digest(run_settings(self.cfg, method, dataset, temperature, seed or 0))
+        }
+        if path.exists() and stamp.exists() and json.loads(stamp.read_text()) == digest:
             self.reused.append(name)
-            return read_predictions(path)
+            rows = read_predictions(path)
+        else:
+            rows = self._roll_out(method, name, records, temperature, seed or 0)
+            write_jsonl(path, rows)
+            write_json(stamp, digest)
+        if self.cfg.eval.judge.enabled and any("judge" not in row for row in rows):
+            from recipe.judge import LLMJudge
+
+            with LLMJudge(self.cfg.eval.judge) as judge:  # cached verdicts: asked once
+                for row, verdict in zip(rows, judge.verdicts(rows), strict=True):
+                    row["judge"] = verdict
+            write_jsonl(path, rows)
+        return rows
+
+    def _roll_out(self, method: str, name: str, records, temperature: float, seed: int):
         model_path, search = method_model(self.cfg, method)
         model, tokenizer = self._policy(model_path)
         rollout = dataclasses.replace(
-            self.cfg.rollout, search=search, temperature=temperature, seed=seed or 0
+            self.cfg.rollout, search=search, temperature=temperature, seed=seed
         )
         engine = build_rollout_engine(
             dataclasses.replace(self.cfg, rollout=rollout), model, tokenizer, self.retriever
         )
         print(f"evaluate: {name} ({len(records)} questions)", file=sys.stderr)
-        rows = evaluate(
+        return evaluate(
             engine, records, self.cfg.tags, self.cfg.reward, progress=self.cfg.logging.progress
         )
-        if self.cfg.eval.judge.enabled:
-            from recipe.judge import LLMJudge
-
-            with LLMJudge(self.cfg.eval.judge) as judge:
-                for row, verdict in zip(rows, judge.verdicts(rows), strict=True):
-                    row["judge"] = verdict
-        write_jsonl(path, rows)
-        write_json(stamp, {"digest": _digest(settings)})
-        return rows
 
 
 def _setting(cfg: RunConfig, datasets: dict[str, list]) -> dict:
@@ -232,6 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except RetrievalError as e:
         print(f"evaluate: search failed: {e}; rerun to resume", file=sys.stderr)
+        return 1
+    except JudgeError as e:  # the predictions written so far are kept; a rerun reuses them
+        print(f"evaluate: the judge failed: {e}; rerun to resume", file=sys.stderr)
         return 1
     print(results_table(metrics["summaries"]))
     for check in metrics["checks"]:

@@ -130,3 +130,20 @@ def test_training_runs_without_logs_are_noted_not_fatal(world, tmp_path):
     assert _run(world, "eval.methods=[naive]", f"eval.training_runs=[{missing}]") == 0
     report = (world["out"] / "report.md").read_text()
     assert "## Notes" in report and str(missing) in report and "![training curves]" not in report
+
+
+def test_the_judge_column_when_the_judge_is_on(world, serve, monkeypatch):
+    from tests.recipe.test_judge import KEY, KEY_ENV, judge_server
+
+    app, _ = judge_server()
+    monkeypatch.setenv(KEY_ENV, KEY)
+    judge = [
+        "eval.judge.enabled=true",
+        f"eval.judge.url={serve(app).url}/v1",
+        f"eval.judge.api_key_env={KEY_ENV}",
+        f"eval.judge.cache={world['out'] / 'judge.jsonl'}",
+    ]
+    assert _run(world, "eval.methods=[naive]", *judge) == 0
+    rows = [json.loads(line) for line in open(world["out"] / "predictions" / "naive__demo.jsonl")]
+    assert all(row["judge"] in (0.0, 1.0) for row in rows)
+    assert "| judge |" in (world["out"] / "report.md").read_text()

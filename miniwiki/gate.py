@@ -24,7 +24,6 @@ from recipe.retrieval.bm25 import BM25Retriever
 from recipe.retrieval.corpus import read_corpus
 from recipe.rollout import Trajectory, build_rollout_engine
 from recipe.schema import RunConfig
-from rewards.format import check_format
 
 DEV_FILES = ("hotpotqa_dev.json", "2wiki_dev.json")
 
@@ -57,8 +56,7 @@ def score(trajectory: Trajectory, record: QARecord, run_cfg: RunConfig) -> dict:
     """The evaluation's scores of one rollout (`recipe.evaluation`), with its question kind.
     `searched` is an executed search; the gate's search rate counts well-formed queries."""
     row = score_trajectory(trajectory, run_cfg.tags, run_cfg.reward)
-    report = check_format(trajectory.response_text, run_cfg.tags, run_cfg.reward.max_answer_words)
-    return {**row, "kind": question_kind(record), "n_queries": report.n_queries}
+    return {**row, "kind": question_kind(record)}
 
 
 def _mean(values: list[float]) -> float | None:

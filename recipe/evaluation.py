@@ -59,6 +59,7 @@ def score_trajectory(t: Trajectory, tags: TagsConfig, reward_cfg: RewardConfig) 
         "searched": float(t.n_searches > 0),
         "searches": float(t.n_searches),
         "valid": float(report.valid),
+        "n_queries": report.n_queries,  # well-formed ones (the checker's count)
         "answer_in_docs": float(answer_in_documents(t, profile)),
         "stop_reason": t.stop_reason,
         "violations": report.violations,

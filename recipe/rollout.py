@@ -21,8 +21,8 @@ from typing import Protocol
 
 import numpy as np
 
+from recipe.generation import build_backend
 from recipe.generation.base import Generation, GenerationBackend, GenerationRequest, SamplingParams
-from recipe.generation.hf import HFBackend
 from recipe.prompts import Segment, format_documents, question_prompt_ids, render_segments
 from recipe.retrieval.base import Retriever
 from recipe.schema import ModelConfig, RetrieverConfig, RolloutConfig, RunConfig, TagsConfig
@@ -257,13 +257,8 @@ class RolloutEngine:
 
 def build_rollout_engine(run_cfg: RunConfig, model, tokenizer, retriever: Retriever):
     """The engine a run config describes, on the configured generation backend."""
-    if run_cfg.rollout.backend != "hf":
-        raise NotImplementedError(
-            f"rollout.backend={run_cfg.rollout.backend!r} is not available yet; use 'hf'"
-        )
-    backend = HFBackend(model, tokenizer)
     return RolloutEngine(
-        backend,
+        build_backend(run_cfg, model, tokenizer),
         retriever,
         run_cfg.tags,
         run_cfg.rollout,

@@ -62,7 +62,11 @@ class RetrieverConfig:
     batch_size: int = doc(64, "Passages per encoder batch when indexing.", ge=1)
     max_passage_tokens: int = doc(256, "Passage truncation for the encoder.", ge=1)
     index_dir: str = doc("runs/index/miniwiki", "Folder of the index, doc store and manifest.")
-    faiss_factory: str = doc("Flat", "faiss index_factory string: Flat, IVF4096,Flat, HNSW32, SQ8.")
+    faiss_factory: str = doc(
+        "Flat",
+        "faiss index_factory string: Flat (exact, fp32), SQfp16 (fp16 codes), SQ8, PQ64, "
+        "IVF4096,Flat, IVF4096,SQ8, IVF4096,PQ64, HNSW32 (benchmarks/index_options.py).",
+    )
     topk: int = doc(3, "Passages returned per query.", ge=1)
     url: str | None = doc(None, "Retrieval service URL; null searches in process.")
     host: str = doc("127.0.0.1", "Address the retrieval service binds.")
@@ -81,7 +85,21 @@ class RetrieverConfig:
     faiss_train_size: int = doc(200_000, "Vectors sampled to train IVF / SQ / PQ indexes.")
     faiss_nprobe: int = doc(64, "IVF lists probed per query (IVF factories only).")
     hnsw_ef_search: int = doc(128, "HNSW search breadth (HNSW factories only).")
-    faiss_gpu: bool = doc(True, "Shard the faiss index over all GPUs faiss-gpu sees (if any).")
+    faiss_gpu: bool = doc(True, "Move the faiss index to all GPUs faiss-gpu sees (if any).")
+    faiss_gpu_shard: bool = doc(
+        True,
+        "GPUs: each holds 1/n of the vectors (memory) instead of a full copy each (throughput).",
+    )
+    faiss_gpu_fp16: bool = doc(
+        True,
+        "GPUs: Flat and IVF-Flat vectors stored in float16 (half of fp32's memory), IVF-PQ "
+        "lookup tables in float16 (faiss GpuClonerOptions.useFloat16).",
+    )
+    faiss_require_gpu: bool = doc(
+        False,
+        "Fail instead of searching on the CPU when faiss has no GPU support or sees no GPU "
+        "(with faiss_gpu).",
+    )
     bm25_k1: float = doc(1.5, "BM25 term-frequency saturation.")
     bm25_b: float = doc(0.75, "BM25 length normalisation.")
     server_max_batch: int = doc(256, "Service: queries merged into one encode + search call.")
@@ -129,7 +147,34 @@ class RolloutConfig:
     batch_size: int = doc(16, "Trajectories generated together.", ge=1)
     seed: int = doc(0, "Sampling seed.")
     doc_template: str = doc("({rank}){text}", "One retrieved passage in the inserted block.")
-    gpu_memory_utilization: float = doc(0.5, "vLLM: fraction of GPU memory for weights + cache.")
+    gpu_memory_utilization: float = doc(
+        0.5,
+        "vLLM: fraction of GPU memory for weights + cache (on the CPU build: of host memory, "
+        "checked against what is free at start-up; set vllm_kv_cache_gb there instead).",
+        gt=0,
+    )
+    vllm_kv_cache_gb: float | None = doc(
+        None, "vLLM: KV cache size in GiB; overrides gpu_memory_utilization when set.", gt=0
+    )
+    vllm_max_model_len: int | None = doc(
+        None, "vLLM: longest context (prompt + response); null: the model's own limit.", ge=1
+    )
+    vllm_max_num_seqs: int | None = doc(
+        None, "vLLM: sequences the scheduler runs at once; null: vLLM's default.", ge=1
+    )
+    vllm_enforce_eager: bool = doc(
+        False, "vLLM: no torch.compile / CUDA graphs (faster start, slower decode on GPU)."
+    )
+    vllm_sleep: bool = doc(
+        False,
+        "vLLM: sleep the engine after each rollout (weights to host memory, KV cache freed) "
+        "so training has the GPU; GPU only.",
+    )
+    vllm_export_dir: str | None = doc(
+        None,
+        "vLLM: folder the generation copy is written to for the engine to load and reload "
+        "after each update; null: a temporary folder.",
+    )
 
 
 @dataclass

@@ -51,8 +51,8 @@ from recipe.evaluation import (
     summarize,
     summarize_by_kind,
 )
+from recipe.generation import build_backend
 from recipe.generation.base import GenerationBackend
-from recipe.generation.hf import HFBackend
 from recipe.policy import DTYPES
 from recipe.retrieval.base import Retriever
 from recipe.rollout import RolloutEngine
@@ -119,8 +119,8 @@ class Trainer:
     """`Trainer(cfg, model, tokenizer, retriever, reward, train_records, eval_records).fit()`.
 
     `model` is the policy in fp32 (it becomes the master weights); `backend_factory(model,
-    tokenizer)` builds the generation backend over the generation copy (default: the HF
-    backend); `on_step_end(step)` runs after each step's logs and checkpoint.
+    tokenizer)` builds the generation backend over the generation copy (default: the one
+    `rollout.backend` names); `on_step_end(step)` runs after each step's logs and checkpoint.
     """
 
     def __init__(
@@ -133,7 +133,7 @@ class Trainer:
         train_records: Sequence,
         eval_records: Sequence = (),
         *,
-        backend_factory: Callable[..., GenerationBackend] = HFBackend,
+        backend_factory: Callable[..., GenerationBackend] | None = None,
         on_step_end: Callable[[int], None] | None = None,
     ):
         self.cfg = cfg
@@ -158,7 +158,8 @@ class Trainer:
         self._check_ranks()
         self.gen_model = generation_copy(model, DTYPES[cfg.model.dtype])
         self.retriever = TimedRetriever(retriever)
-        backend = backend_factory(self.gen_model, tokenizer)
+        factory = backend_factory or (lambda m, t: build_backend(cfg, m, t))
+        self.backend = backend = factory(self.gen_model, tokenizer)
         seed = cfg.rollout.seed + RANK_SEED_STRIDE * self.ranks.rank
         self.rollouts = RolloutEngine(
             backend,
@@ -439,6 +440,7 @@ class Trainer:
 
     def _sync_weights(self) -> None:
         self.gen_model.load_state_dict(self.engine.module.state_dict())
+        self.backend.load_weights(self.gen_model)
 
     # -------------------------------------------------------------------------- evaluation
 

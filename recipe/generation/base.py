@@ -74,6 +74,12 @@ class LogitsProcessor(Protocol):
     ) -> torch.Tensor: ...
 
 
+def check_requests(requests: Sequence[GenerationRequest]) -> None:
+    """What every backend refuses before it starts work."""
+    if any(r.max_new_tokens < 1 for r in requests):
+        raise ValueError("every request needs max_new_tokens >= 1")
+
+
 @runtime_checkable
 class GenerationBackend(Protocol):
     tokenizer: object
@@ -85,4 +91,9 @@ class GenerationBackend(Protocol):
 
     def reset(self) -> None:
         """Forget state kept between calls (a KV cache); the engine calls it after a rollout."""
+        ...
+
+    def load_weights(self, model) -> None:
+        """Sample from `model`'s current weights from the next call on (the trainer calls it
+        after each update with the generation copy it built the backend over)."""
         ...

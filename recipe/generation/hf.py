@@ -30,6 +30,7 @@ from recipe.generation.base import (
     GenerationStats,
     LogitsProcessor,
     SamplingParams,
+    check_requests,
 )
 
 # Spare capacity of the KV buffers: appends are amortised O(new tokens) instead of a copy of the
@@ -145,14 +146,20 @@ class HFBackend:
         """Drop the kept cache (frees its memory; the next call prefills from scratch)."""
         self._kept = None
 
+    def load_weights(self, model) -> None:
+        """The backend runs `model` itself: new weights are already there; a cache kept from
+        the old weights is dropped (a copy of other weights is taken over)."""
+        if model is not self.model:
+            self.model.load_state_dict(model.state_dict())
+        self._kept = None
+
     @torch.no_grad()
     def generate(
         self, requests: Sequence[GenerationRequest], params: SamplingParams
     ) -> list[Generation]:
         if not requests:
             return []
-        if any(r.max_new_tokens < 1 for r in requests):
-            raise ValueError("every request needs max_new_tokens >= 1")
+        check_requests(requests)
         self.stats.calls += 1
         was_training = self.model.training
         self.model.eval()  # the trainer may hand over a model in train mode

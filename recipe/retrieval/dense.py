@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import faiss
 import numpy as np
 
-from recipe.retrieval.base import Hit, Passage
+from recipe.retrieval.base import Hit, Passage, RetrievalInputError
 from recipe.schema import RetrieverConfig
 
 log = logging.getLogger(__name__)
@@ -30,15 +30,36 @@ def set_search_parameters(index: faiss.Index, cfg: RetrieverConfig) -> None:
         params.set_index_parameter(index, "efSearch", cfg.hnsw_ef_search)
 
 
+class NoGpuForIndex(RetrievalInputError):
+    """`retriever.faiss_require_gpu` is set and faiss cannot use a GPU here."""
+
+
 def maybe_to_gpus(index: faiss.Index, cfg: RetrieverConfig) -> faiss.Index:
-    """Shard the index over every GPU faiss-gpu sees (each holds 1/n of the vectors)."""
-    gpus = num_gpus() if cfg.faiss_gpu else 0
-    if gpus == 0:
+    """The index on every GPU faiss-gpu sees: sharded (each holds 1/n of the vectors) or
+    replicated, vectors in fp16 when `faiss_gpu_fp16`; on the CPU when faiss sees no GPU,
+    unless `faiss_require_gpu` (a faiss-cpu install would search 21M vectors on the CPU).
+    faiss raises RuntimeError for a type it cannot place (PQ, SQ or HNSW without IVF)."""
+    if not cfg.faiss_gpu:
         return index
+    gpus = num_gpus()
+    if gpus == 0:
+        if cfg.faiss_require_gpu:
+            raise NoGpuForIndex(
+                "retriever.faiss_require_gpu: faiss sees no GPU (faiss "
+                f"{faiss.__version__}; faiss-cpu has no GPU support: install faiss-gpu in its "
+                "place, or set retriever.faiss_require_gpu=false to search on the CPU)"
+            )
+        return index
+    # Only faiss-gpu builds have the cloner options (faiss-cpu lacks the class).
     options = faiss.GpuMultipleClonerOptions()
-    options.shard = True
-    options.useFloat16 = cfg.fp16
-    log.info("sharding the faiss index over %d GPUs", gpus)
+    options.shard = cfg.faiss_gpu_shard
+    options.useFloat16 = cfg.faiss_gpu_fp16
+    log.info(
+        "faiss index on %d GPUs (%s, %s)",
+        gpus,
+        "sharded" if cfg.faiss_gpu_shard else "replicated",
+        "fp16" if cfg.faiss_gpu_fp16 else "fp32",
+    )
     return faiss.index_cpu_to_all_gpus(index, co=options)
 
 

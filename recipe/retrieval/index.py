@@ -211,16 +211,23 @@ def _train_sample(vectors: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(vectors[rows])
 
 
+def build_faiss_index(vectors: np.ndarray, factory: str, train_size: int) -> faiss.Index:
+    """A `factory` index (inner product) over `vectors` (a memmap is fine): trained on a seeded
+    sample of `train_size` rows when it needs training, then filled chunk by chunk. faiss's
+    RuntimeError passes through. The index builder and benchmarks/index_options.py share it."""
+    index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+    if not index.is_trained:
+        log.info("training %s on %d vectors", factory, min(len(vectors), train_size))
+        index.train(_train_sample(vectors, train_size))
+    for start in range(0, len(vectors), ADD_CHUNK_ROWS):
+        index.add(np.ascontiguousarray(vectors[start : start + ADD_CHUNK_ROWS]))
+    return index
+
+
 def _build_faiss(cfg: RetrieverConfig, index_dir: Path, count: int, dim: int) -> None:
     vectors = np.memmap(index_dir / EMBEDDINGS_FILE, dtype=np.float32, mode="r", shape=(count, dim))
-    index = faiss.index_factory(dim, cfg.faiss_factory, faiss.METRIC_INNER_PRODUCT)
     try:
-        if not index.is_trained:
-            size = min(count, cfg.faiss_train_size)
-            log.info("training %s on %d vectors", cfg.faiss_factory, size)
-            index.train(_train_sample(vectors, cfg.faiss_train_size))
-        for start in range(0, count, ADD_CHUNK_ROWS):
-            index.add(np.ascontiguousarray(vectors[start : start + ADD_CHUNK_ROWS]))
+        index = build_faiss_index(vectors, cfg.faiss_factory, cfg.faiss_train_size)
     except RuntimeError as e:
         raise RetrievalInputError(
             f"retriever.faiss_factory {cfg.faiss_factory!r}: faiss cannot build the index "
@@ -314,7 +321,14 @@ def open_index(cfg: RetrieverConfig, *, encoder=None) -> Retriever:
         return BM25Retriever.load(cfg.index_dir, store)
     index = faiss.read_index(str(Path(cfg.index_dir) / INDEX_FILE))
     set_search_parameters(index, cfg)
-    index = maybe_to_gpus(index, cfg)
+    try:
+        index = maybe_to_gpus(index, cfg)
+    except RuntimeError as e:  # a type faiss-gpu has no GPU version of
+        raise RetrievalInputError(
+            f"retriever.faiss_factory {cfg.faiss_factory!r}: faiss cannot place it on the GPU "
+            f"({_faiss_reason(e)}); GPU indexes are Flat and IVF (IVF...,Flat / SQ8 / PQ), "
+            "or set retriever.faiss_gpu=false to search it on the CPU"
+        ) from e
     encoder = encoder if encoder is not None else _make_encoder(cfg)
     if encoder.dim != manifest["dim"]:
         raise IndexMismatch(f"index dim {manifest['dim']} != encoder dim {encoder.dim}")

@@ -136,6 +136,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.coldstart_step
 	$(PY) -m benchmarks.trainer_update
 	$(PY) -m benchmarks.filter_throughput
+	$(PY) -m benchmarks.rank_step
 
 # stage1, stage2: the two RL stages (stages/stage{1,2}.py), runs/stage{1,2}/ with summary.json.
 # A stage is redone when its inputs change: a finished run folder is then cleared first; a

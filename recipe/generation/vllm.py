@@ -174,6 +174,8 @@ class VLLMBackend:
             kwargs["logits_processors"] = [_adapter_class(list(logits_processors))]
         if settings.kv_cache_gb is not None:
             kwargs["kv_cache_memory_bytes"] = int(settings.kv_cache_gb * 2**30)
+        if settings.max_num_seqs is not None:
+            kwargs["max_num_seqs"] = settings.max_num_seqs
         if settings.sleep:
             from vllm.platforms import current_platform
 
@@ -185,8 +187,6 @@ class VLLMBackend:
         self.reload_seconds = 0.0  # the last load_weights (the benchmark and tests read it)
 
     def _engine(self, llm_class, settings: VLLMSettings, kwargs: dict):
-        if settings.max_num_seqs is not None:
-            kwargs["max_num_seqs"] = settings.max_num_seqs
         return llm_class(
             model=str(self.export_dir),
             dtype=settings.dtype,

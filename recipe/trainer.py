@@ -17,8 +17,9 @@ One step, top to bottom (`Trainer.step`):
 
 Several ranks (`recipe.training.ranks`): each rolls out its block of the step's questions, the
 trajectories are gathered so every rank collates the same batch and computes the same
-advantages, each trains on its own rows, and the trainer sums the gradients (ZeRO stage 0) before
-one update; rank 0 writes the logs, the exports and the checkpoints' own files.
+advantages, each trains on its own rows, and the gradients are summed over ranks before one update
+(`recipe.training.optimizer_step`: by the trainer under ZeRO stage 0, by DeepSpeed under 1-2);
+rank 0 writes the logs, the exports and the checkpoints' own files.
 
 The generation copy holds the weights in `model.dtype` (bf16 by default) while the trainer keeps
 fp32 master weights: bf16 weights would round most updates at lr 1e-5 away, and decoding runs
@@ -65,6 +66,7 @@ from recipe.training.metrics import MetricsTracker, console_line
 from recipe.training.microbatch import token_micro_batches
 from recipe.training.monitors import rollout_metrics
 from recipe.training.optim import freeze_lower
+from recipe.training.optimizer_step import OptimizerStep
 from recipe.training.ranks import current_ranks, threads_per_rank
 from recipe.training.sampler import QuestionSampler
 from recipe.training.timers import PhaseTimers
@@ -156,6 +158,10 @@ class Trainer:
         self.engine, self.scheduler = build_engine(model, self.tc, self.samples_per_step)
         self.ranks = current_ranks()
         self._check_ranks()
+        try:
+            self.optimizer_step = OptimizerStep(self.engine, self.ranks)
+        except ValueError as e:
+            raise TrainingError(str(e)) from None
         self.gen_model = generation_copy(model, DTYPES[cfg.model.dtype])
         self.retriever = TimedRetriever(retriever)
         factory = backend_factory or (lambda m, t: build_backend(cfg, m, t))
@@ -194,12 +200,6 @@ class Trainer:
                 f"trainer.prompts_per_step={self.tc.prompts_per_step} does not split over {world} "
                 f"ranks (each question's samples stay on one rank); use a multiple of {world}"
             )
-        if self.engine.zero_optimization_stage() != 0:
-            raise TrainingError(
-                "several ranks need ZeRO stage 0 here (configs/deepspeed/cpu_zero0.json): the "
-                "trainer sums the gradients itself; other stages are not supported yet"
-            )
-        self.engine.enable_backward_allreduce = False  # `_epoch` sums them, once per update
         torch.set_num_threads(threads_per_rank())
 
     # ------------------------------------------------------------------------------- run
@@ -382,18 +382,21 @@ class Trainer:
         if ref is not None:
             stats["kl"] = 0.0
         finite = True
-        for rows in micro:
-            sub = batch.select(rows)
+        passes = self.optimizer_step.passes(micro, batch.lengths)
+        scale = self.optimizer_step.loss_scale
+        for rows in passes:
+            weight_rows = rows or passes[0]  # an empty pass: a zero-weight backward (ZeRO-2)
+            sub = batch.select(weight_rows)
             width = sub.input_ids.shape[1]
             logprobs, logits = self._logprobs(self.engine.module, sub)
             logprobs = logprobs.float()
-            if fill_old:
+            if fill_old and rows:
                 old[rows, :width] = logprobs.detach()
-            sub_old = old[rows, :width]
-            sub_ref = ref[rows, :width] if ref is not None else None
-            weight = int(sub.action_mask.sum()) / total_tokens
+            sub_old = old[weight_rows, :width]
+            sub_ref = ref[weight_rows, :width] if ref is not None else None
+            weight = int(sub.action_mask.sum()) / total_tokens if rows else 0.0
             loss, diag = self.policy_loss(
-                logprobs, sub_old, advantages[rows, :width], sub.action_mask, algo.clip_eps
+                logprobs, sub_old, advantages[weight_rows, :width], sub.action_mask, algo.clip_eps
             )
             if sub_ref is not None:
                 kl_term = kl_loss(logprobs, sub_ref, sub.action_mask, algo.kl_estimator)
@@ -402,8 +405,9 @@ class Trainer:
                     loss = loss + algo.kl_coef * kl_term
             if not torch.isfinite(loss):
                 finite = False
-                break
-            self.engine.backward(loss * weight, scale_wrt_gas=False)
+                if self.optimizer_step.stops_at_nonfinite_loss:
+                    break
+            self.engine.backward(loss * (weight * scale), scale_wrt_gas=False)
             stats["policy_loss"] += float(loss.detach()) * weight
             stats["clip_fraction"] += diag["clip_fraction"] * weight
             stats["approx_kl"] += diag["approx_kl"] * weight
@@ -411,25 +415,15 @@ class Trainer:
             stats["entropy"] += float(entropy.mean()) * weight if entropy.numel() else 0.0
         stats = self.ranks.sum_floats(stats)  # token weights are global: the sum is the mean
         finite = not self.ranks.any(not finite)  # one rank's bad loss skips the update everywhere
-        if finite:
-            self.ranks.sum_gradients(list(self.engine.module.parameters()))
-        grad_norm = self._grad_norm() if finite else math.inf
+        grad_norm = self.optimizer_step.apply(list(self.engine.module.parameters()), finite)
         if not math.isfinite(grad_norm):
             return self._skip_update(stats)
         self.nonfinite_in_a_row = 0
-        self.engine.step()
         stats["grad_norm"] = grad_norm
         stats["update/skipped"] = 0.0
         return stats
 
-    def _grad_norm(self) -> float:
-        grads = [p.grad for p in self.engine.module.parameters() if p.grad is not None]
-        if not grads:
-            return 0.0
-        return float(torch.nn.utils.get_total_norm(grads))
-
     def _skip_update(self, stats: dict[str, float]) -> dict[str, float]:
-        self.engine.zero_grad()
         self.nonfinite_in_a_row += 1
         if self.nonfinite_in_a_row >= self.tc.max_nonfinite_steps:
             raise TrainingError(

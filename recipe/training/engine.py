@@ -5,7 +5,7 @@ LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT); gloo on CPU, NCCL on GPU. The
 optimizer is torch's AdamW (DeepSpeed's fused CPU Adam compiles for minutes). Gradient
 accumulation is the trainer's (`managed_gradient_accumulation: false`): a step's passes vary
 in number with their lengths (micro-batching by tokens), each `backward` accumulates and one
-`step` applies the update.
+`step` applies the update (DeepSpeed 0.19.8 or later, the floor in setup.cfg).
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ def deepspeed_config(cfg: TrainerConfig, samples_per_step: int) -> dict:
     ds["train_batch_size"] = ds["train_micro_batch_size_per_gpu"] * world
     ds["gradient_clipping"] = cfg.max_grad_norm
     ds["managed_gradient_accumulation"] = False
+    if ds.get("zero_optimization", {}).get("stage", 0):
+        # ZeRO partitions any torch optimizer's state; DeepSpeed only vouches for its own.
+        ds.setdefault("zero_allow_untested_optimizer", True)
     ds.setdefault("steps_per_print", 10**9)
     return ds
 

@@ -25,3 +25,29 @@ def token_micro_batches(
     if current:
         batches.append(current)
     return batches
+
+
+def split_to_count(
+    batches: Sequence[Sequence[int]], lengths: Sequence[int] | Mapping[int, int], count: int
+) -> list[list[int]]:
+    """`batches` re-split into exactly `count` passes, for ZeRO-2 ranks whose every backward is
+    a collective (each rank must run as many as the others). The costliest pass (rows x widest
+    row) that has two rows or more is halved until there are `count`; an empty pass at the end
+    means no pass was left to split: the trainer runs it as a zero-weight backward. Halving a
+    pass never takes it over a token budget it kept."""
+    if count < len(batches):
+        raise ValueError(f"cannot split {len(batches)} passes into fewer ({count})")
+    out = [list(b) for b in batches]
+
+    def cost(rows: list[int]) -> int:
+        return len(rows) * max(lengths[i] for i in rows)
+
+    while len(out) < count:
+        splittable = [k for k, rows in enumerate(out) if len(rows) > 1]
+        if not splittable:
+            out.append([])
+            continue
+        k = max(splittable, key=lambda k: cost(out[k]))
+        half = len(out[k]) // 2
+        out[k : k + 1] = [out[k][:half], out[k][half:]]
+    return out

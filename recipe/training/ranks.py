@@ -1,5 +1,5 @@
 """The data-parallel ranks of a run: which prompts each rolls out, and the few collectives the
-trainer needs (gather the step's trajectories, sum gradients and statistics).
+trainer needs (gather the step's trajectories, sum gradients and statistics, agree on counts).
 
 Every rank draws the same questions from the same seeded sampler; rank r rolls out the r-th
 contiguous block of them, so each question's whole group of samples lives on one rank. The
@@ -65,6 +65,14 @@ class Ranks:
         for g in grads:
             g.copy_(flat[offset : offset + g.numel()].view_as(g))
             offset += g.numel()
+
+    def max_int(self, value: int) -> int:
+        """The largest `value` over ranks."""
+        if self.world == 1:
+            return value
+        out = torch.tensor([value], dtype=torch.int64)
+        torch.distributed.all_reduce(out, op=torch.distributed.ReduceOp.MAX)
+        return int(out.item())
 
     def any(self, flag: bool) -> bool:
         """Whether `flag` is set on some rank (every rank gets the same answer)."""

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from recipe.rollout_demo import DEMO_RECORDS
+from recipe.trainer import TrainingError
 from recipe.training.batch import collate
 from recipe.training.checkpoint import CheckpointStore
 from recipe.training.engine import SINGLE_RANK_ENV
@@ -49,37 +50,82 @@ def _two_ranks(*args: str) -> subprocess.CompletedProcess:
     return done
 
 
-def test_a_two_rank_update_equals_the_one_rank_update_over_the_same_trajectories(tmp_path):
-    one = tiny_trainer(tmp_path / "one", steps=1, micro_batch_tokens=300)
-    trajectories = one.rollouts.rollout(DEMO_RECORDS[:2])  # 2 groups of 4: one per rank
-    rewards = [one.reward(t.response_text, t.golds).total for t in trajectories]
-    assert len(set(rewards)) > 1
-    with open(tmp_path / "batch.pkl", "wb") as f:
-        pickle.dump((trajectories, rewards), f)
+ZERO0 = str(REPO / "configs/deepspeed/cpu_zero0.json")
+ZERO2 = str(REPO / "configs/deepspeed/cpu_zero2.json")
+
+
+def _one_rank_update(tmp_path, ds_config: str = ZERO0, steps: tuple | None = None):
+    """(trainer, its gradients at `engine.step`, stats, trajectories and rewards) after one
+    update over 2 groups of 4 trajectories (its own rollout unless `steps` are given); they are
+    pickled to `tmp_path / "batch.pkl"`. At 600 tokens a pass, the two groups' rows make 3 and
+    2 passes (rows of 425, 425, 241, 241 and 243, 243, 243, 252 tokens)."""
+    run = tmp_path / f"one-{Path(ds_config).stem}"
+    one = tiny_trainer(run, steps=1, micro_batch_tokens=600, deepspeed_config=ds_config)
+    if steps is None:
+        trajectories = one.rollouts.rollout(DEMO_RECORDS[:2])  # 2 groups of 4: one per rank
+        rewards = [one.reward(t.response_text, t.golds).total for t in trajectories]
+        assert len(set(rewards)) > 1
+        with open(tmp_path / "batch.pkl", "wb") as f:
+            pickle.dump((trajectories, rewards), f)
+    else:
+        trajectories, rewards = steps
     grads = gradients_at_step(one)
     stats = one._update(collate(trajectories, rewards, one.tokenizer.pad_token_id), None)
+    return one, grads, stats, (trajectories, rewards)
 
-    _two_ranks("update", str(tmp_path / "batch.pkl"), str(tmp_path / "two.pt"), str(tmp_path / "r"))
-    two = torch.load(tmp_path / "two.pt")
-    assert two["groups"] == [[0], [1]]  # each rank trained on one whole group
-    assert set(two["grads"]) == set(grads)
-    for name, grad in grads.items():  # the summed gradient is the one-rank gradient
-        assert torch.allclose(two["grads"][name], grad, rtol=1e-4, atol=1e-7), name
-    for key in ("policy_loss", "entropy", "clip_fraction"):
-        assert two["stats"][key] == pytest.approx(stats[key], rel=1e-4, abs=1e-7), key
+
+def _assert_same_weights(weights: dict, one, grads: dict) -> None:
     compared = 0
     for name, p in one.engine.module.named_parameters():
         if name not in grads:
             continue
         sure = grads[name].abs() > 1e-5  # Adam's first step is lr * sign(g) away from |g| ~ eps
         compared += int(sure.sum())
-        assert torch.allclose(two["weights"][name][sure], p[sure], atol=1e-6), name
+        assert torch.allclose(weights[name][sure], p[sure], atol=1e-6), name
     assert compared > 1000
 
 
-def test_two_ranks_train_with_one_set_of_logs_and_checkpoints(tmp_path):
+def test_zero2_applies_the_update_zero0_applies(tmp_path):
+    one, grads, stats, batch = _one_rank_update(tmp_path)
+    zero2, _, stats2, _ = _one_rank_update(tmp_path, ZERO2, batch)
+    assert stats2["grad_norm"] == pytest.approx(stats["grad_norm"], rel=1e-4)
+    assert stats2["update/skipped"] == 0.0
+    weights = {n: p.detach() for n, p in zero2.engine.module.named_parameters()}
+    _assert_same_weights(weights, one, grads)
+
+
+def test_zero3_is_refused_with_the_key_to_change(tmp_path):
+    config = tmp_path / "zero3.json"
+    config.write_text(json.dumps({"zero_optimization": {"stage": 3}, "bf16": {"enabled": False}}))
+    with pytest.raises(TrainingError, match="trainer.deepspeed_config: ZeRO stage 3"):
+        tiny_trainer(tmp_path / "run", steps=1, deepspeed_config=str(config))
+
+
+@pytest.mark.parametrize("ds_config", [ZERO0, ZERO2], ids=["zero0", "zero2"])
+def test_a_two_rank_update_equals_the_one_rank_update_over_the_same_trajectories(
+    tmp_path, ds_config
+):
+    one, grads, stats, _ = _one_rank_update(tmp_path)
+    out = tmp_path / "two.pt"
+    _two_ranks("update", str(tmp_path / "batch.pkl"), str(out), str(tmp_path / "r"), ds_config)
+    two = torch.load(out)
+    assert two["groups"] == [[0], [1]]  # each rank trained on one whole group
+    if ds_config == ZERO0:
+        assert set(two["grads"]) == set(grads)
+        for name, grad in grads.items():  # the summed gradient is the one-rank gradient
+            assert torch.allclose(two["grads"][name], grad, rtol=1e-4, atol=1e-7), name
+    else:  # every backward is a collective: the ranks ran as many, from different counts
+        (before0, after0), (before1, after1) = two["passes"]
+        assert before0 != before1 and after0 == after1 == max(before0, before1)
+    for key in ("policy_loss", "entropy", "clip_fraction", "grad_norm"):
+        assert two["stats"][key] == pytest.approx(stats[key], rel=1e-4, abs=1e-7), key
+    _assert_same_weights(two["weights"], one, grads)
+
+
+@pytest.mark.parametrize("ds_config", [ZERO0, ZERO2], ids=["zero0", "zero2"])
+def test_two_ranks_train_with_one_set_of_logs_and_checkpoints(tmp_path, ds_config):
     run = tmp_path / "run"
-    _two_ranks("fit", str(run), "2")
+    _two_ranks("fit", str(run), "2", ds_config)
     rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
     assert [r["step"] for r in rows] == [1, 2]  # rank 0 logs, once per step
     samples = [json.loads(line) for line in open(run / "trajectories.jsonl")]
@@ -93,6 +139,12 @@ def test_two_ranks_train_with_one_set_of_logs_and_checkpoints(tmp_path):
     assert [p.name for p in store.complete()] == ["step-000001", "step-000002"]
     assert not list((run / "checkpoints").glob("*.tmp"))
     assert (run / "final" / "model.safetensors").is_file()
-    resumed = tiny_trainer(run, steps=2, prompts_per_step=2)  # one rank reads it back
-    resumed._resume()
-    assert resumed.step_done == 2
+    if ds_config == ZERO0:
+        resumed = tiny_trainer(run, steps=2, prompts_per_step=2)  # one rank reads it back
+        resumed._resume()
+        assert resumed.step_done == 2
+    else:  # ZeRO-2's optimizer state is split over the two ranks: they read it back
+        done = _two_ranks("fit", str(run), "3", ds_config)
+        assert "resumed from" in done.stdout + done.stderr
+        rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
+        assert [r["step"] for r in rows] == [1, 2, 3]

@@ -155,8 +155,12 @@ def test_resume_off_refuses_a_run_folder_with_checkpoints(tmp_path):
         tiny_trainer(tmp_path / "run", steps=2, resume="off").fit()
 
 
-def test_non_finite_updates_are_skipped_then_stop_the_run(tmp_path):
-    trainer = tiny_trainer(tmp_path / "run", steps=5, max_nonfinite_steps=2, save_every=0)
+@pytest.mark.parametrize("zero", ["cpu_zero0", "cpu_zero2"])
+def test_non_finite_updates_are_skipped_then_stop_the_run(tmp_path, zero):
+    ds_config = str(REPO / f"configs/deepspeed/{zero}.json")  # ZeRO-2: DeepSpeed skips them
+    trainer = tiny_trainer(
+        tmp_path / "run", steps=5, max_nonfinite_steps=2, save_every=0, deepspeed_config=ds_config
+    )
     trainer.reward = lambda text, golds: RewardResult(math.nan, {}, ())
     before = {n: p.detach().clone() for n, p in trainer.engine.module.named_parameters()}
     with pytest.raises(TrainingError, match="non-finite"):

@@ -13,7 +13,7 @@ from recipe.rollout import Trajectory
 from recipe.training.batch import collate
 from recipe.training.checkpoint import COMPLETE, LATEST, CheckpointStore
 from recipe.training.logprobs import sequence_logprobs, target_index
-from recipe.training.microbatch import token_micro_batches
+from recipe.training.microbatch import split_to_count, token_micro_batches
 from recipe.training.monitors import answer_in_documents, rollout_metrics
 from recipe.training.sampler import QuestionSampler
 from rewards.spec import RewardConfig, TagsConfig
@@ -76,6 +76,20 @@ def test_micro_batches_keep_the_token_budget_and_every_row():
     assert [5] in batches  # the 200-token row has a pass of its own
     with pytest.raises(ValueError):
         token_micro_batches([0], [3], 0)
+
+
+def test_passes_split_to_a_common_count_keep_every_row_once():
+    lengths = [10, 10, 10, 10, 40, 40]
+    batches = token_micro_batches(range(6), lengths, max_tokens=80)
+    assert batches == [[0, 1, 2, 3], [4, 5]]
+    split = split_to_count(batches, lengths, 4)
+    assert split == [[0, 1], [2, 3], [4], [5]]  # the costliest pass is halved first
+    for b in split:  # halving never exceeds the budget
+        assert len(b) * max(lengths[i] for i in b) <= 80
+    assert split_to_count([[7]], {7: 5}, 3) == [[7], [], []]  # nothing to split: zero-weight passes
+    assert split_to_count(batches, lengths, 2) == batches
+    with pytest.raises(ValueError, match="fewer"):
+        split_to_count(batches, lengths, 1)
 
 
 def test_sampler_state_resumes_the_same_order():

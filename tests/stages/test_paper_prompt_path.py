@@ -88,7 +88,7 @@ def paper_stage1_config(tmp_path: Path, model_dir: Path) -> RunConfig:
         "trainer.prompts_per_step=3",
         "trainer.lr=3e-3",
         "trainer.micro_batch_tokens=2000",
-        f"trainer.deepspeed_config={REPO / 'configs/deepspeed/cpu_zero0.json'}",
+        f"trainer.deepspeed_config={REPO / 'configs/deepspeed/cpu_zero2.json'}",  # the paper's stage
         f"trainer.runs_dir={tmp_path / 'runs'}",
         "trainer.eval_at_start=false",
         "trainer.eval_at_end=false",

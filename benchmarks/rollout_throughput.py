@@ -22,14 +22,7 @@ import time
 
 import torch
 
-from recipe.assets import smollm2_gguf
-from recipe.generation.hf import HFBackend
-from recipe.generation.scripted import ScriptedContinuation
-from recipe.policy import load_policy
-from recipe.prompts import build_prompt, encode_prompt
-from recipe.retrieval.bm25 import BM25Retriever
-from recipe.rollout import RolloutEngine
-from recipe.rollout_demo import (
+from demo.world import (
     DEMO_PASSAGES,
     DEMO_RECORDS,
     DemoRecord,
@@ -37,6 +30,13 @@ from recipe.rollout_demo import (
     smollm2_tokenizer,
     tiny_policy,
 )
+from recipe.assets import smollm2_gguf
+from recipe.generation.hf import HFBackend
+from recipe.generation.scripted import ScriptedContinuation
+from recipe.policy import load_policy
+from recipe.prompts import build_prompt, encode_prompt
+from recipe.retrieval.bm25 import BM25Retriever
+from recipe.rollout import RolloutEngine
 from recipe.schema import ModelConfig, RolloutConfig, TagsConfig
 
 VARIANTS = {

@@ -274,9 +274,3 @@ def format_trajectory(trajectory: Trajectory, tokenizer, open_mark: str, close_m
         text = piece if isinstance(piece, str) else tokenizer.decode(piece)
         parts.append(text if is_model else f"{open_mark}{text}{close_mark}")
     return "".join(parts)
-
-
-if __name__ == "__main__":
-    from recipe.rollout_demo import main
-
-    main()

@@ -42,8 +42,8 @@ def minilm_dir() -> Path:
 def smollm2_tokenizer(request, tmp_path_factory, smollm2_gguf_file):
     """SmolLM2's real tokenizer. Reading it from the GGUF takes seconds, so it is saved once as
     tokenizer.json in pytest's cache folder (a temporary folder when the cache is disabled)."""
+    from demo.world import smollm2_tokenizer as from_gguf
     from recipe.policy import load_tokenizer
-    from recipe.rollout_demo import smollm2_tokenizer as from_gguf
     from recipe.schema import ModelConfig
 
     cache = getattr(request.config, "cache", None)

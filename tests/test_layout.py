@@ -1,5 +1,6 @@
 """The dependency direction of DESIGN.md, read from every module's imports: `rewards/` imports
-nothing of ours; `recipe/` never imports `stages/`, `data_filtering/` or `miniwiki/`."""
+nothing of ours; `recipe/` never imports `stages/`, `data_filtering/` or `miniwiki/`; the demo
+world (`demo/`) is imported by tests and benchmarks only."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("recipe", "rewards", "stages", "data_filtering", "miniwiki")
+PACKAGES = ("recipe", "rewards", "stages", "data_filtering", "miniwiki", "demo")
 FORBIDDEN = {
-    "rewards": {"recipe", "stages", "data_filtering", "miniwiki"},
-    "recipe": {"stages", "data_filtering", "miniwiki"},
-    "data_filtering": {"stages", "miniwiki"},
-    "miniwiki": {"stages"},
+    "rewards": {"recipe", "stages", "data_filtering", "miniwiki", "demo"},
+    "recipe": {"stages", "data_filtering", "miniwiki", "demo"},
+    "data_filtering": {"stages", "miniwiki", "demo"},
+    "miniwiki": {"stages", "demo"},
+    "stages": {"demo"},
+    "demo": {"stages", "data_filtering", "miniwiki"},
 }
 
 

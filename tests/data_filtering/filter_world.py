@@ -1,4 +1,4 @@
-"""A tiny filtering world: the tiny Llama of recipe.rollout_demo over SmolLM2's tokenizer, saved
+"""A tiny filtering world: the tiny Llama of demo.world over SmolLM2's tokenizer, saved
 as a Hugging Face folder; a BM25 index over the demo passages; question files in the HotpotQA
 and 2Wiki layouts; and `AnswerRate`, a logits processor that makes each question's rollouts
 correct at its own rate.
@@ -16,10 +16,10 @@ from pathlib import Path
 
 from data_filtering.config import BucketConfig, FilterConfig, FilterRunConfig, SourceConfig
 from data_filtering.reference import ReferenceRounds
+from demo.world import DEMO_PASSAGES, tiny_policy
 from recipe.generation.hf import HFBackend
 from recipe.prompts import question_prompt_ids
 from recipe.retrieval.index import build_index
-from recipe.rollout_demo import DEMO_PASSAGES, tiny_policy
 from recipe.schema import RetrieverConfig
 from tests.recipe.tiny_world import FirstTokenSteering
 

@@ -230,7 +230,7 @@ def test_transcripts_tokenize_as_the_rollout_engine_records_them(
         segments = [s for s, is_model in prompts[prompt].segments if is_model]
         return tokenizer(segments[done], add_special_tokens=False)["input_ids"]
 
-    from recipe.rollout_demo import tiny_policy
+    from demo.world import tiny_policy
 
     model = tiny_policy(tokenizer, seed=0)
     backend = HFBackend(model, tokenizer, [ScriptedContinuation(script, free_tokens=0)])
@@ -259,7 +259,7 @@ def test_transcripts_tokenize_as_the_rollout_engine_records_them(
 
 
 def test_shared_prefix_loss_and_gradients_equal_the_plain_ones(examples, tokenizer):
-    from recipe.rollout_demo import tiny_policy
+    from demo.world import tiny_policy
 
     rows = [e for e in examples if e.behaviour == "direct"][:2]
     rows += [e for e in examples if e.behaviour != "direct"][:2]
@@ -299,7 +299,7 @@ def test_shared_prefix_loss_and_gradients_equal_the_plain_ones(examples, tokeniz
 
 
 def test_frozen_layers_stay_fixed_and_the_rest_trains(examples, tokenizer):
-    from recipe.rollout_demo import tiny_policy
+    from demo.world import tiny_policy
 
     model = tiny_policy(tokenizer, seed=2, layers=3).float()
     before = {k: p.detach().clone() for k, p in model.named_parameters()}

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from demo.world import tiny_policy
 from miniwiki.probe import main
-from recipe.rollout_demo import tiny_policy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

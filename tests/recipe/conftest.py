@@ -13,6 +13,6 @@ def _one_torch_thread_per_module(one_torch_thread):
 
 @pytest.fixture(scope="session")
 def tiny_model(smollm2_tokenizer):
-    from recipe.rollout_demo import tiny_policy
+    from demo.world import tiny_policy
 
     return tiny_policy(smollm2_tokenizer, seed=0)

@@ -139,7 +139,7 @@ def test_stop_string_eos_and_length(tiny_model, smollm2_tokenizer):
 def test_cuda_matches_the_policy(smollm2_tokenizer):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    from recipe.rollout_demo import tiny_policy
+    from demo.world import tiny_policy
 
     model = tiny_policy(smollm2_tokenizer, seed=0).cuda()
     backend = HFBackend(model, smollm2_tokenizer)

@@ -15,6 +15,7 @@ import importlib.util
 import pytest
 import torch
 
+from demo.world import DEMO_PASSAGES, DEMO_RECORDS, planned_search_script, tiny_policy
 from recipe.generation import build_backend
 from recipe.generation.base import GenerationRequest, SamplingParams
 from recipe.generation.hf import HFBackend
@@ -22,7 +23,6 @@ from recipe.generation.scripted import ScriptedContinuation
 from recipe.prompts import question_prompt_ids
 from recipe.retrieval.bm25 import BM25Retriever
 from recipe.rollout import RolloutEngine
-from recipe.rollout_demo import DEMO_PASSAGES, DEMO_RECORDS, planned_search_script, tiny_policy
 from recipe.schema import RunConfig
 
 pytestmark = [

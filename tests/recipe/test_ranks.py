@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from recipe.rollout_demo import DEMO_RECORDS
+from demo.world import DEMO_RECORDS
 from recipe.trainer import TrainingError
 from recipe.training.batch import collate
 from recipe.training.checkpoint import CheckpointStore

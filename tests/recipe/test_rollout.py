@@ -6,6 +6,13 @@ import importlib.util
 import pytest
 import torch
 
+from demo.world import (
+    DEMO_PASSAGES,
+    DEMO_RECORDS,
+    DemoRecord,
+    masked_spans,
+    planned_search_script,
+)
 from recipe.generation.hf import HFBackend
 from recipe.generation.scripted import ScriptedContinuation
 from recipe.prompts import format_documents, render_segments
@@ -19,13 +26,6 @@ from recipe.rollout import (
     RolloutEngine,
     Trajectory,
     build_rollout_engine,
-)
-from recipe.rollout_demo import (
-    DEMO_PASSAGES,
-    DEMO_RECORDS,
-    DemoRecord,
-    masked_spans,
-    planned_search_script,
 )
 from recipe.schema import RolloutConfig, RunConfig, TagsConfig
 

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.usefixtures("smollm2_gguf_file")
 
 def test_update_equals_a_plain_pytorch_step(tmp_path):
     trainer = tiny_trainer(tmp_path / "run", steps=1, micro_batch_tokens=300)
-    from recipe.rollout_demo import DEMO_RECORDS
+    from demo.world import DEMO_RECORDS
 
     trajectories = trainer.rollouts.rollout(DEMO_RECORDS)
     rewards = [trainer.reward(t.response_text, t.golds).total for t in trajectories]
@@ -200,10 +200,10 @@ def test_a_save_that_fails_midway_leaves_the_previous_checkpoint(tmp_path, monke
 
 
 def test_a_retrieval_service_that_dies_stops_the_run_and_the_rerun_resumes(tmp_path):
+    from demo.world import DEMO_PASSAGES
     from recipe.retrieval.bm25 import BM25Retriever
     from recipe.retrieval.client import CachedRetriever, HttpRetriever, RetrievalUnavailable
     from recipe.retrieval.server import create_app
-    from recipe.rollout_demo import DEMO_PASSAGES
     from recipe.schema import RetrieverConfig
     from recipe.training.checkpoint import CheckpointStore
     from tests.loopback import LoopbackServer

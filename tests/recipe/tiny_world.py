@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
+from demo.world import DEMO_PASSAGES, DEMO_RECORDS, smollm2_tokenizer, tiny_policy
 from recipe.generation.hf import HFBackend
 from recipe.prompts import question_prompt_ids
 from recipe.retrieval.bm25 import BM25Retriever
-from recipe.rollout_demo import DEMO_PASSAGES, DEMO_RECORDS, smollm2_tokenizer, tiny_policy
 from recipe.schema import RunConfig
 from recipe.trainer import Trainer, TrainingError
 from rewards.stage import build_reward

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from demo.world import DEMO_PASSAGES, DEMO_RECORDS, tiny_policy
 from recipe.retrieval.index import build_index
-from recipe.rollout_demo import DEMO_PASSAGES, DEMO_RECORDS, tiny_policy
 from stages.evaluate import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

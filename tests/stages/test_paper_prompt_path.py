@@ -13,11 +13,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
+from demo.world import DEMO_PASSAGES, DEMO_RECORDS
 from recipe.config import load_config
 from recipe.generation.hf import HFBackend
 from recipe.prompts import base_prompt, question_prompt_ids
 from recipe.retrieval.index import build_index
-from recipe.rollout_demo import DEMO_PASSAGES, DEMO_RECORDS
 from recipe.schema import RunConfig
 from stages.run import run_stage
 from tests.recipe.tiny_world import ParityScript

@@ -1,15 +1,12 @@
-"""A tiny, self-contained search world: `python -m recipe.rollout --demo`.
+"""The tiny search world of the demo (`python -m demo`), the tests and the benchmarks.
 
-A Llama-shaped model built from a config (random weights, SmolLM2's real tokenizer), the real
-in-process BM25 retriever over a dozen passages, and a `ScriptedContinuation` that makes the
-model write each record's planned queries and then its answer after a few freely sampled
-tokens. It prints every trajectory with the inserted (mask 0) spans bracketed and checks that
-the masked spans decode to exactly the inserted text. Tests and the benchmark reuse the pieces.
+A Llama-shaped model built from a config (random weights, SmolLM2's real tokenizer), a dozen
+passages for the real in-process BM25 retriever, three multi-hop records with their planned
+queries, and the script a `ScriptedContinuation` follows to write them.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -17,13 +14,10 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from recipe.assets import smollm2_gguf
-from recipe.generation.hf import HFBackend
-from recipe.generation.scripted import ScriptedContinuation
 from recipe.policy import load_tokenizer
 from recipe.prompts import question_prompt_ids
 from recipe.retrieval.base import Passage
-from recipe.retrieval.bm25 import BM25Retriever
-from recipe.schema import ModelConfig, RolloutConfig, TagsConfig
+from recipe.schema import ModelConfig, TagsConfig
 
 # Tiny-model shape: big enough to exercise multi-layer caches and grouped KV heads.
 TINY_HIDDEN = 32
@@ -31,7 +25,6 @@ TINY_LAYERS = 2
 TINY_HEADS = 4
 TINY_KV_HEADS = 2
 TINY_MAX_POSITIONS = 8192
-MASK_OPEN, MASK_CLOSE = "\u27e6", "\u27e7"  # brackets around inserted text in the printout
 
 
 @dataclass
@@ -133,47 +126,3 @@ def masked_spans(trajectory) -> list[list[int]]:
     if current:
         spans.append(current)
     return spans
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    from recipe.rollout import RolloutEngine, format_trajectory
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--demo", action="store_true", help="roll out the tiny demo world")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--samples", type=int, default=2)
-    parser.add_argument("--free-tokens", type=int, default=4, help="sampled tokens per segment")
-    args = parser.parse_args(argv)
-    if not args.demo:
-        parser.error("only --demo is available from the command line")
-    tags = TagsConfig()
-    tokenizer = smollm2_tokenizer()
-    model = tiny_policy(tokenizer, seed=args.seed)
-    cfg = RolloutConfig(
-        samples_per_prompt=args.samples,
-        max_segment_tokens=64,
-        max_response_tokens=1024,
-        max_retrievals=4,
-        batch_size=8,
-        seed=args.seed,
-    )
-    script = planned_search_script(tokenizer, tags, DEMO_RECORDS, "instruct")
-    backend = HFBackend(model, tokenizer, [ScriptedContinuation(script, args.free_tokens)])
-    engine = RolloutEngine(backend, BM25Retriever(DEMO_PASSAGES), tags, cfg, topk=2)
-    for t in engine.rollout(DEMO_RECORDS):
-        spans = [tokenizer.decode(s) for s in masked_spans(t)]
-        ok = spans == t.inserted_texts
-        print(
-            f"=== {t.record_id}#{t.sample_index} stop={t.stop_reason} searches={t.n_searches} "
-            f"queries={t.queries} docs={t.retrieved_ids} gold={t.golds} mask_check={'ok' if ok else 'FAIL'}"
-        )
-        print(format_trajectory(t, tokenizer, MASK_OPEN, MASK_CLOSE))
-    stats = backend.stats
-    print(
-        f"backend: {stats.calls} calls, {stats.processed_tokens} tokens processed, "
-        f"{stats.reused_tokens} served from the kept cache, {stats.sampled_tokens} sampled"
-    )
-
-
-if __name__ == "__main__":
-    main()

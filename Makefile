@@ -151,16 +151,12 @@ BASE_GATE := runs/miniwiki/base/gate.json
 # NCCL on GPU); trainer.prompts_per_step must be a multiple of it.
 NPROC ?= 1
 # BACKEND=vllm rolls out on vLLM (rollout.backend=vllm) from .venv-vllm (built on first use, as
-# for make test-vllm), with a KV cache of VLLM_KV_CACHE_GB (on the CPU build the default sizing
-# reserves a share of host memory instead) and eager mode: torch.compile made the engine start
-# in 124 s instead of about 30, for no faster decoding on this CPU.
+# for make test-vllm), with the vLLM settings of configs/embedded/common.yaml.
 BACKEND ?= hf
-VLLM_KV_CACHE_GB ?= 2
 USE_VLLM := $(filter vllm,$(BACKEND))
 STAGE_PY := $(if $(USE_VLLM),$(VLLM_PY),$(PY))
 BACKEND_DEPS := $(if $(USE_VLLM),$(VLLM_STAMP))
-BACKEND_ARGS := $(if $(USE_VLLM),rollout.backend=vllm rollout.vllm_kv_cache_gb=$(VLLM_KV_CACHE_GB) \
-	rollout.vllm_enforce_eager=true)
+BACKEND_ARGS := $(if $(USE_VLLM),rollout.backend=vllm)
 LAUNCH := $(if $(filter 1,$(NPROC)),$(STAGE_PY) -m,$(VENV)/bin/deepspeed --num_gpus $(NPROC) \
 	--no_local_rank --module)
 

@@ -30,7 +30,6 @@ from recipe.rollout import RolloutEngine, build_rollout_engine
 from recipe.schema import RunConfig
 
 DEFAULT_CONFIG = "configs/embedded/stage1.yaml"
-CPU_KV_CACHE_GB = 2.0  # the CPU build reserves a fraction of host memory unless told a size
 
 
 def parse_args(argv=None):
@@ -57,8 +56,6 @@ def timed_rollout(engine: RolloutEngine, records) -> dict:
 def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = load_config(RunConfig, args.config, args.overrides)
-    if cfg.rollout.vllm_kv_cache_gb is None and not torch.cuda.is_available():
-        cfg.rollout.vllm_kv_cache_gb = CPU_KV_CACHE_GB
     records = [r for p in cfg.data.train_files for r in load_questions(p, cfg.data.source_format)]
     records = records[: args.questions]
     model, tokenizer = load_policy(cfg.model)

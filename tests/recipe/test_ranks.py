@@ -54,6 +54,16 @@ ZERO0 = str(REPO / "configs/deepspeed/cpu_zero0.json")
 ZERO2 = str(REPO / "configs/deepspeed/cpu_zero2.json")
 
 
+def _zero_config(stage: int, folder: Path) -> str:
+    """The CPU DeepSpeed config of a ZeRO stage (stage 1, splitting only the optimizer state,
+    has no file of its own: it is written to `folder`)."""
+    if stage != 1:
+        return {0: ZERO0, 2: ZERO2}[stage]
+    path = folder / "cpu_zero1.json"
+    path.write_text(json.dumps({"zero_optimization": {"stage": 1}, "bf16": {"enabled": False}}))
+    return str(path)
+
+
 def _one_rank_update(tmp_path, ds_config: str = ZERO0, steps: tuple | None = None):
     """(trainer, its gradients at `engine.step`, stats, trajectories and rewards) after one
     update over 2 groups of 4 trajectories (its own rollout unless `steps` are given); they are
@@ -85,9 +95,10 @@ def _assert_same_weights(weights: dict, one, grads: dict) -> None:
     assert compared > 1000
 
 
-def test_zero2_applies_the_update_zero0_applies(tmp_path):
+@pytest.mark.parametrize("stage", [1, 2])
+def test_zero_1_and_2_apply_the_update_zero0_applies(tmp_path, stage):
     one, grads, stats, batch = _one_rank_update(tmp_path)
-    zero2, _, stats2, _ = _one_rank_update(tmp_path, ZERO2, batch)
+    zero2, _, stats2, _ = _one_rank_update(tmp_path, _zero_config(stage, tmp_path), batch)
     assert stats2["grad_norm"] == pytest.approx(stats["grad_norm"], rel=1e-4)
     assert stats2["update/skipped"] == 0.0
     weights = {n: p.detach() for n, p in zero2.engine.module.named_parameters()}
@@ -101,22 +112,24 @@ def test_zero3_is_refused_with_the_key_to_change(tmp_path):
         tiny_trainer(tmp_path / "run", steps=1, deepspeed_config=str(config))
 
 
-@pytest.mark.parametrize("ds_config", [ZERO0, ZERO2], ids=["zero0", "zero2"])
-def test_a_two_rank_update_equals_the_one_rank_update_over_the_same_trajectories(
-    tmp_path, ds_config
-):
+@pytest.mark.parametrize("stage", [0, 1, 2], ids=["zero0", "zero1", "zero2"])
+def test_a_two_rank_update_equals_the_one_rank_update_over_the_same_trajectories(tmp_path, stage):
+    ds_config = _zero_config(stage, tmp_path)
     one, grads, stats, _ = _one_rank_update(tmp_path)
     out = tmp_path / "two.pt"
     _two_ranks("update", str(tmp_path / "batch.pkl"), str(out), str(tmp_path / "r"), ds_config)
     two = torch.load(out)
     assert two["groups"] == [[0], [1]]  # each rank trained on one whole group
-    if ds_config == ZERO0:
+    (before0, after0), (before1, after1) = two["passes"]
+    assert before0 != before1
+    if stage == 0:  # the trainer's own sum, read as `engine.step` starts, is the one-rank gradient
         assert set(two["grads"]) == set(grads)
-        for name, grad in grads.items():  # the summed gradient is the one-rank gradient
+        for name, grad in grads.items():
             assert torch.allclose(two["grads"][name], grad, rtol=1e-4, atol=1e-7), name
-    else:  # every backward is a collective: the ranks ran as many, from different counts
-        (before0, after0), (before1, after1) = two["passes"]
-        assert before0 != before1 and after0 == after1 == max(before0, before1)
+    if stage == 2:  # every backward is a collective: the ranks ran as many, from 3 and 2
+        assert after0 == after1 == max(before0, before1)
+    else:
+        assert (after0, after1) == (before0, before1)
     for key in ("policy_loss", "entropy", "clip_fraction", "grad_norm"):
         assert two["stats"][key] == pytest.approx(stats[key], rel=1e-4, abs=1e-7), key
     _assert_same_weights(two["weights"], one, grads)

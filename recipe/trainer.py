@@ -416,7 +416,7 @@ class Trainer:
         stats = self.ranks.sum_floats(stats)  # token weights are global: the sum is the mean
         finite = not self.ranks.any(not finite)  # one rank's bad loss skips the update everywhere
         grad_norm = self.optimizer_step.apply(list(self.engine.module.parameters()), finite)
-        if not math.isfinite(grad_norm):
+        if grad_norm is None:
             return self._skip_update(stats)
         self.nonfinite_in_a_row = 0
         stats["grad_norm"] = grad_norm

@@ -62,21 +62,21 @@ class OptimizerStep:
             return passes
         return split_to_count(passes, lengths, self.ranks.max_int(len(passes)))
 
-    def apply(self, params: Sequence[torch.nn.Parameter], finite: bool) -> float:
-        """Reduce, clip and apply the accumulated gradients; returns their global norm, or a
-        non-finite value when the update was skipped (the gradients are then dropped)."""
+    def apply(self, params: Sequence[torch.nn.Parameter], finite: bool) -> float | None:
+        """Reduce, clip and apply the accumulated gradients; returns their global norm (NaN when
+        DeepSpeed computed none), or None when the update was skipped and its gradients dropped."""
         if self.deepspeed_reduces:
             self.engine.step()
             if not self.engine.was_step_applied():
-                return math.inf
-            norm = self.engine.get_global_grad_norm()
-            return math.inf if norm is None else float(norm)
+                return None
+            norm = self.engine.get_global_grad_norm()  # None without gradient clipping
+            return math.nan if norm is None else float(norm)
         if finite:
             self.ranks.sum_gradients(params)
         norm = _grad_norm(params) if finite else math.inf
         if not math.isfinite(norm):
             self.engine.zero_grad()
-            return norm
+            return None
         self.engine.step()
         return norm
 

@@ -52,7 +52,8 @@ class Ranks:
         if self.world == 1:
             return values
         keys = sorted(values)
-        summed = self.sum_(torch.tensor([values[k] for k in keys], dtype=torch.float64))
+        numbers = [values[k] for k in keys]
+        summed = self.sum_(torch.tensor(numbers, dtype=torch.float64, device=_device()))
         return dict(zip(keys, summed.tolist(), strict=True))
 
     def sum_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
@@ -70,7 +71,7 @@ class Ranks:
         """The largest `value` over ranks."""
         if self.world == 1:
             return value
-        out = torch.tensor([value], dtype=torch.int64)
+        out = torch.tensor([value], dtype=torch.int64, device=_device())
         torch.distributed.all_reduce(out, op=torch.distributed.ReduceOp.MAX)
         return int(out.item())
 
@@ -78,11 +79,18 @@ class Ranks:
         """Whether `flag` is set on some rank (every rank gets the same answer)."""
         if self.world == 1:
             return flag
-        return bool(self.sum_(torch.tensor([float(flag)])).item() > 0)
+        return bool(self.sum_(torch.tensor([float(flag)], device=_device())).item() > 0)
 
     def barrier(self) -> None:
         if self.world > 1:
             torch.distributed.barrier()
+
+
+def _device() -> torch.device:
+    """Where a collective's scalars live: NCCL reduces CUDA tensors only, gloo CPU ones."""
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def current_ranks() -> Ranks:

@@ -217,8 +217,8 @@ class TrainerConfig:
     frozen_layers: int = doc(0, "Fix the embeddings and the lowest N decoder layers.")
     autocast_bf16: bool = doc(
         False,
-        "CPU: run forward/backward under bf16 autocast over fp32 master weights (on GPU the "
-        "DeepSpeed config's bf16 section does this).",
+        "Run forward/backward under bf16 autocast (on the engine's device) over fp32 master "
+        "weights; for CPU (on GPU the DeepSpeed config's bf16 section does this instead).",
     )
     deepspeed_config: str = doc("configs/deepspeed/zero2.json", "DeepSpeed JSON.")
     save_every: int = doc(50, "Resume checkpoint + HF export every N steps (0: only the end).")

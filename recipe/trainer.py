@@ -156,6 +156,8 @@ class Trainer:
         if cfg.algo.kl_coef != 0.0:
             self.ref_model = generation_copy(model, DTYPES[cfg.model.dtype])
         self.engine, self.scheduler = build_engine(model, self.tc, self.samples_per_step)
+        if self.ref_model is not None:  # the engine moved the policy to its device
+            self.ref_model.to(self.engine.device)
         self.ranks = current_ranks()
         self._check_ranks()
         try:
@@ -287,6 +289,7 @@ class Trainer:
             results = [self.reward(t.response_text, t.golds) for t in trajectories]
         trajectories, results = self._gather_step(trajectories, results)
         batch = collate(trajectories, [r.total for r in results], self.tokenizer.pad_token_id)
+        batch = batch.to(self.engine.device)
         with self.timers("ref"):
             ref = self._reference_logprobs(batch)
         with self.timers("update"):
@@ -322,7 +325,8 @@ class Trainer:
 
     def _logprobs(self, model, sub: TrainBatch):
         """(log-probs [B, T] at the action tokens, their logits) of one micro-batch."""
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.tc.autocast_bf16):
+        device = self.engine.device.type  # the engine's: cpu here, cuda on GPU
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=self.tc.autocast_bf16):
             return sequence_logprobs(
                 model,
                 sub.input_ids,

@@ -11,7 +11,7 @@ samples of one question; rewards and labels travel with the batch, never through
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -34,9 +34,19 @@ class TrainBatch:
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
+    def to(self, device: torch.device | str) -> TrainBatch:
+        """The batch with its tensors on `device` (the training engine's: collate builds them
+        on the CPU)."""
+        moved = {
+            f.name: getattr(self, f.name).to(device)
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), Tensor)
+        }
+        return replace(self, **moved)
+
     def select(self, rows: Sequence[int]) -> TrainBatch:
         """The given rows, trimmed to the longest of them (a micro-batch)."""
-        index = torch.as_tensor(list(rows), dtype=torch.long)
+        index = torch.as_tensor(list(rows), dtype=torch.long, device=self.input_ids.device)
         width = max(self.lengths[i] for i in rows)
         picked = {}
         for f in fields(self):

@@ -46,6 +46,11 @@ def test_collate_aligns_mask_and_logprobs_with_tokens():
     sub = batch.select([1, 2])
     assert sub.input_ids.shape == (2, 5)  # trimmed to the longest selected row
     assert sub.rewards.tolist() == [0.0, 0.5]
+    moved = batch.to("meta")  # every tensor goes to the engine's device; the rest is kept
+    tensors = ("input_ids", "attention_mask", "action_mask", "old_logprobs", "group_index")
+    assert all(getattr(moved, name).is_meta for name in (*tensors, "rewards"))
+    assert moved.lengths == batch.lengths and moved.shared_prefix == batch.shared_prefix
+    assert moved.select([1, 2]).input_ids.shape == (2, 5)
 
 
 def test_masked_forward_equals_full_log_softmax(tiny_model):

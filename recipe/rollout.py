@@ -10,7 +10,7 @@ ids are kept as sampled; the action mask is written while pieces are appended (1
 `rollout.search` off / once are the baselines' modes: no query stop string, so nothing the model
 writes is searched, and (once) the passages retrieved for the question are listed in the prompt.
 
-Run `python -m recipe.rollout --demo` for a batch on a tiny model with the real BM25 retriever.
+Run `python -m demo` for a batch on a tiny model with the real BM25 retriever.
 """
 
 from __future__ import annotations

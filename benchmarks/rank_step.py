@@ -21,13 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from recipe.training.engine import free_port
 
 PHASES = ("timing/step", "timing/rollout", "timing/update", "timing/sync")
 COUNTS = ("tokens/action", "response_length/mean", "search/calls_per_sample")
@@ -40,12 +41,6 @@ def parse_args(argv=None):
     p.add_argument("--prompts", type=int, default=4, help="questions per step (even)")
     p.add_argument("--repeats", type=int, default=1)
     return p.parse_args(argv)
-
-
-def _free_port() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
 
 
 def stage_command(ranks: int, args, runs_dir: Path) -> list[str]:
@@ -63,7 +58,7 @@ def stage_command(ranks: int, args, runs_dir: Path) -> list[str]:
     if ranks == 1:
         return [sys.executable, "-m", *stage]
     launcher = str(Path(sys.executable).parent / "deepspeed")
-    port = _free_port()
+    port = free_port()
     launch = [launcher, "--num_gpus", str(ranks), "--no_local_rank", "--master_port", port]
     return [*launch, "--module", *stage]
 

@@ -23,7 +23,8 @@ from recipe.training.optim import build_optimizer, build_schedule, trainable_par
 SINGLE_RANK_ENV = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}
 
 
-def _free_port() -> str:
+def free_port() -> str:
+    """A TCP port free on this machine now (for MASTER_PORT)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return str(s.getsockname()[1])
@@ -37,7 +38,7 @@ def init_distributed() -> None:
     if "RANK" not in os.environ:
         for key, value in SINGLE_RANK_ENV.items():
             os.environ.setdefault(key, value)
-        os.environ.setdefault("MASTER_PORT", _free_port())
+        os.environ.setdefault("MASTER_PORT", free_port())
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     deepspeed.init_distributed(dist_backend=backend)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from demo.world import DEMO_RECORDS
 from recipe.trainer import TrainingError
 from recipe.training.batch import collate
 from recipe.training.checkpoint import CheckpointStore
-from recipe.training.engine import SINGLE_RANK_ENV
+from recipe.training.engine import SINGLE_RANK_ENV, free_port
 from recipe.training.ranks import Ranks
 from tests.recipe.tiny_world import REPO, tiny_trainer
 from tests.recipe.two_ranks import gradients_at_step
@@ -33,15 +32,9 @@ def test_blocks_split_evenly_or_refuse():
         Ranks(0, 2).block(3)
 
 
-def _free_port() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
-
-
 def _two_ranks(*args: str) -> subprocess.CompletedProcess:
     launcher = Path(sys.executable).parent / "deepspeed"
-    command = [str(launcher), "--num_gpus", "2", "--no_local_rank", "--master_port", _free_port()]
+    command = [str(launcher), "--num_gpus", "2", "--no_local_rank", "--master_port", free_port()]
     command += [str(REPO / "tests/recipe/two_ranks.py"), *args]
     env = {k: v for k, v in os.environ.items() if k not in SINGLE_RANK_ENV and k != "MASTER_PORT"}
     env.update(PYTHONPATH=str(REPO), OMP_WAIT_POLICY="PASSIVE", DS_BUILD_OPS="0")

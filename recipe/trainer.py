@@ -419,7 +419,7 @@ class Trainer:
             stats["entropy"] += float(entropy.mean()) * weight if entropy.numel() else 0.0
         stats = self.ranks.sum_floats(stats)  # token weights are global: the sum is the mean
         finite = not self.ranks.any(not finite)  # one rank's bad loss skips the update everywhere
-        grad_norm = self.optimizer_step.apply(list(self.engine.module.parameters()), finite)
+        grad_norm = self.optimizer_step.apply(finite)
         if grad_norm is None:
             return self._skip_update(stats)
         self.nonfinite_in_a_row = 0

@@ -62,7 +62,7 @@ class OptimizerStep:
             return passes
         return split_to_count(passes, lengths, self.ranks.max_int(len(passes)))
 
-    def apply(self, params: Sequence[torch.nn.Parameter], finite: bool) -> float | None:
+    def apply(self, finite: bool) -> float | None:
         """Reduce, clip and apply the accumulated gradients; returns their global norm (NaN when
         DeepSpeed computed none), or None when the update was skipped and its gradients dropped."""
         if self.deepspeed_reduces:
@@ -71,6 +71,7 @@ class OptimizerStep:
                 return None
             norm = self.engine.get_global_grad_norm()  # None without gradient clipping
             return math.nan if norm is None else float(norm)
+        params = list(self.engine.module.parameters())
         if finite:
             self.ranks.sum_gradients(params)
         norm = _grad_norm(params) if finite else math.inf

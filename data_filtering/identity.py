@@ -7,7 +7,8 @@ the old results aside (`results.invalidated.jsonl`) and records, in the manifest
 that changed (`model.files.model.safetensors: 3f0c... -> 9a1b...`). Not part of the identity, so
 editing them reuses every result: bucket thresholds, quotas, sample sizes, the cap
 (`filter.max_rollouts`: raising it continues the unsolved questions) and `rollout.batch_size`
-(which questions share a batch changes which samples are drawn, not their distribution).
+(which questions share a batch changes which samples are drawn, not their distribution), and
+the vLLM engine's settings while the backend is HF.
 
 Model files are identified by SHA-256; a file whose size and modification time match the last
 run's is not hashed again. A model given as a hub id (no local folder) is identified by its
@@ -16,7 +17,6 @@ name, and a retrieval service (`retriever.url`) by its URL: the manifest cannot 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -80,7 +80,7 @@ def reference_identity(cfg: FilterRunConfig, tokenizer, known_files: dict) -> tu
     """(identity, model file fingerprints) of the reference policy and the correctness rule."""
     model, fingerprints = model_identity(cfg, known_files)
     rollout = {
-        k: v for k, v in dataclasses.asdict(cfg.rollout).items() if k not in ROLLOUT_FIELDS_IGNORED
+        k: v for k, v in cfg.rollout.settings_in_use().items() if k not in ROLLOUT_FIELDS_IGNORED
     }
     identity = {
         "model": model,

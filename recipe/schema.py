@@ -176,6 +176,15 @@ class RolloutConfig:
         "after each update; null: a temporary folder.",
     )
 
+    def settings_in_use(self) -> dict:
+        """Every field, less the vLLM engine's (`vllm_*`) unless the backend is vLLM: what results
+        keyed on the rollout settings (difficulty results, evaluation predictions) depend on, so
+        that tuning the vLLM engine leaves HF-backend results valid."""
+        settings = dataclasses.asdict(self)
+        if self.backend == "vllm":
+            return settings
+        return {k: v for k, v in settings.items() if not k.startswith("vllm_")}
+
 
 @dataclass
 class AlgoConfig:

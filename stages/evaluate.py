@@ -88,7 +88,7 @@ def run_settings(cfg: RunConfig, method: str, dataset: str, temperature: float, 
         "prompt_style": cfg.model.prompt_style,
         "tags": to_dict(cfg.tags),
         "reward": to_dict(cfg.reward),
-        "rollout": to_dict(dataclasses.replace(rollout, samples_per_prompt=1)),
+        "rollout": dataclasses.replace(rollout, samples_per_prompt=1).settings_in_use(),
         "retriever": retriever,
     }
 

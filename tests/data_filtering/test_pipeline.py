@@ -166,12 +166,17 @@ def test_a_changed_reference_invalidates_and_names_what_changed(world, tmp_path,
     other = save_tiny_model(tmp_path / "other_model", smollm2_tokenizer, seed=1)
     moved = dataclasses.replace(style, model=dataclasses.replace(style.model, path=str(other)))
     assert changes(moved) == ["model.files.model.safetensors", "model.path"]
-    # Thresholds, quotas, the cap and the batch size are not part of the identity.
+    # Thresholds, quotas, the cap, the batch size and (on the HF backend) the vLLM engine's
+    # settings are not part of the identity.
     same = dataclasses.replace(
         moved,
         filter=dataclasses.replace(moved.filter, max_rollouts=8, quotas={}),
-        rollout=dataclasses.replace(moved.rollout, batch_size=2),
+        rollout=dataclasses.replace(
+            moved.rollout, batch_size=2, vllm_kv_cache_gb=2.0, vllm_enforce_eager=True
+        ),
     )
     (folder / "results.jsonl").write_text('{"key": "x"}\n')
     assert check_reference(same, folder, smollm2_tokenizer) == []
     assert (folder / "results.jsonl").is_file()
+    on_vllm = dataclasses.replace(same, rollout=dataclasses.replace(same.rollout, backend="vllm"))
+    assert "rollout.vllm_kv_cache_gb" in changes(on_vllm)

@@ -41,6 +41,30 @@ def init_distributed() -> None:
         os.environ.setdefault("MASTER_PORT", free_port())
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     deepspeed.init_distributed(dist_backend=backend)
+    if backend == "gloo":
+        _unlink_shm_allreduce_buffer()
+
+
+# DeepSpeed's CPU all-reduce (deepspeed/ops/csrc/cpu/comm/shm.cpp, used when every rank is on one
+# node) creates one shared-memory workspace per rank under this name and never unlinks it: each
+# run with several ranks left its buffers (69 MB each here) in /dev/shm, which is memory, until
+# they filled it (DeepSpeed PR 4115's thread says so). The peers map each other's buffers inside
+# init_distributed; once all have, a rank can unlink its own name: the mappings live on until the
+# processes exit, however they exit.
+SHM_ALLREDUCE_BUFFER = "/dev/shm/deepspeed_allreduce_buffer_{uid}_{addr}_{port}_{rank}"
+
+
+def _unlink_shm_allreduce_buffer() -> None:
+    path = Path(
+        SHM_ALLREDUCE_BUFFER.format(
+            uid=os.getuid(),
+            addr=os.environ.get("MASTER_ADDR", ""),
+            port=os.environ.get("MASTER_PORT", ""),
+            rank=torch.distributed.get_rank(),
+        )
+    )
+    torch.distributed.barrier()  # every rank has mapped its peers' buffers
+    path.unlink(missing_ok=True)
 
 
 def deepspeed_config(cfg: TrainerConfig, samples_per_step: int) -> dict:

@@ -34,12 +34,15 @@ def test_blocks_split_evenly_or_refuse():
 
 def _two_ranks(*args: str) -> subprocess.CompletedProcess:
     launcher = Path(sys.executable).parent / "deepspeed"
-    command = [str(launcher), "--num_gpus", "2", "--no_local_rank", "--master_port", free_port()]
+    port = free_port()
+    command = [str(launcher), "--num_gpus", "2", "--no_local_rank", "--master_port", port]
     command += [str(REPO / "tests/recipe/two_ranks.py"), *args]
     env = {k: v for k, v in os.environ.items() if k not in SINGLE_RANK_ENV and k != "MASTER_PORT"}
     env.update(PYTHONPATH=str(REPO), OMP_WAIT_POLICY="PASSIVE", DS_BUILD_OPS="0")
     done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # DeepSpeed's CPU all-reduce workspaces (one per rank, in memory) do not outlive the run.
+    assert not list(Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_*_{port}_*"))
     return done
 
 

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from recipe.training.engine import free_port
+from recipe.ports import free_port
 
 PHASES = ("timing/step", "timing/rollout", "timing/update", "timing/sync")
 COUNTS = ("tokens/action", "response_length/mean", "search/calls_per_sample")
@@ -58,7 +58,7 @@ def stage_command(ranks: int, args, runs_dir: Path) -> list[str]:
     if ranks == 1:
         return [sys.executable, "-m", *stage]
     launcher = str(Path(sys.executable).parent / "deepspeed")
-    port = free_port()
+    port = str(free_port())
     launch = [launcher, "--num_gpus", str(ranks), "--no_local_rank", "--master_port", port]
     return [*launch, "--module", *stage]
 

@@ -14,7 +14,6 @@ embeddings. The goal is a service keeping >= 80% of in-process throughput at bat
 
 from __future__ import annotations
 
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import httpx
 import numpy as np
 
 from benchmarks.retrieval_recall import DEFAULT_CONFIG, KILT_SAMPLE, kilt_config, page_queries
+from recipe.ports import free_port
 from recipe.retrieval.client import HttpRetriever
 from recipe.retrieval.index import EMBEDDINGS_FILE, build_index, open_index
 from recipe.retrieval.manifest import read_manifest
@@ -37,12 +37,6 @@ BATCH = 64
 CONCURRENT = 8
 TOP_K = 5
 SERVER_START_TIMEOUT_S = 300.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_service(argv: list[str], port: int) -> tuple[subprocess.Popen, str]:

@@ -12,22 +12,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import torch
 
+from recipe.ports import free_port
 from recipe.schema import TrainerConfig
 from recipe.training.optim import build_optimizer, build_schedule, trainable_parameters
 
 SINGLE_RANK_ENV = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}
-
-
-def free_port() -> str:
-    """A TCP port free on this machine now (for MASTER_PORT)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
 
 
 def init_distributed() -> None:
@@ -38,7 +31,7 @@ def init_distributed() -> None:
     if "RANK" not in os.environ:
         for key, value in SINGLE_RANK_ENV.items():
             os.environ.setdefault(key, value)
-        os.environ.setdefault("MASTER_PORT", free_port())
+        os.environ.setdefault("MASTER_PORT", str(free_port()))
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     deepspeed.init_distributed(dist_backend=backend)
     if backend == "gloo":

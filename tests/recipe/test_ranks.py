@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from demo.world import DEMO_RECORDS
+from recipe.ports import free_port
 from recipe.trainer import TrainingError
 from recipe.training.batch import collate
 from recipe.training.checkpoint import CheckpointStore
-from recipe.training.engine import SINGLE_RANK_ENV, free_port
+from recipe.training.engine import SINGLE_RANK_ENV
 from recipe.training.ranks import Ranks
 from tests.recipe.tiny_world import REPO, tiny_trainer
 from tests.recipe.two_ranks import gradients_at_step
@@ -34,7 +35,7 @@ def test_blocks_split_evenly_or_refuse():
 
 def _two_ranks(*args: str) -> subprocess.CompletedProcess:
     launcher = Path(sys.executable).parent / "deepspeed"
-    port = free_port()
+    port = str(free_port())
     command = [str(launcher), "--num_gpus", "2", "--no_local_rank", "--master_port", port]
     command += [str(REPO / "tests/recipe/two_ranks.py"), *args]
     env = {k: v for k, v in os.environ.items() if k not in SINGLE_RANK_ENV and k != "MASTER_PORT"}

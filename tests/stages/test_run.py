@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
 
+from recipe.ports import free_port
 from stages.run import main
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_a_dead_retrieval_service_exits_1_with_one_line_before_loading_the_model(tmp_path, capsys):
     questions = tmp_path / "questions.jsonl"
     questions.write_text(json.dumps({"idx": 0, "question": "Who?", "answer": "Ada"}) + "\n")
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     status = main(
         "configs/embedded/stage1.yaml",
         [

@@ -177,13 +177,18 @@ class RolloutConfig:
     )
 
     def settings_in_use(self) -> dict:
-        """Every field, less the vLLM engine's (`vllm_*`) unless the backend is vLLM: what results
-        keyed on the rollout settings (difficulty results, evaluation predictions) depend on, so
-        that tuning the vLLM engine leaves HF-backend results valid."""
+        """Every field, less the vLLM engine's (`vllm_*`, `gpu_memory_utilization`) unless the
+        backend is vLLM: what results keyed on the rollout settings (difficulty results,
+        evaluation predictions) depend on, so that tuning the vLLM engine leaves HF-backend
+        results valid."""
         settings = dataclasses.asdict(self)
         if self.backend == "vllm":
             return settings
-        return {k: v for k, v in settings.items() if not k.startswith("vllm_")}
+        return {k: v for k, v in settings.items() if not _is_vllm_engine_field(k)}
+
+
+def _is_vllm_engine_field(name: str) -> bool:
+    return name.startswith("vllm_") or name == "gpu_memory_utilization"
 
 
 @dataclass

@@ -99,7 +99,8 @@ def test_a_rerun_reuses_current_predictions_and_redoes_changed_ones(world):
     assert again == files
     report = (world["out"] / "report.md").read_text()
     assert "reused from an earlier run with the same settings" in report
-    assert _run(world, "rollout.vllm_kv_cache_gb=3") == 0  # an engine the HF backend never starts
+    tuned_engine = ("rollout.vllm_kv_cache_gb=3", "rollout.gpu_memory_utilization=0.9")
+    assert _run(world, *tuned_engine) == 0  # an engine the HF backend never starts
     tuned = {p.name: p.stat().st_mtime_ns for p in (world["out"] / "predictions").glob("*.jsonl")}
     assert tuned == files
     assert _run(world, "retriever.topk=1") == 0  # naive does not read the retriever, but the

@@ -212,15 +212,27 @@ class TrainerConfig:
     run_name: str = doc("stage1", "Writes into runs/<run_name>/.")
     runs_dir: str = doc("runs", "Parent folder of all runs.")
     lr: float = doc(2e-6, "Peak learning rate (AdamW).")
-    warmup_steps: int = doc(0, "Linear warm-up steps of the learning rate.")
-    lr_decay: bool = doc(False, "Decay the learning rate linearly to 0 at the last step.")
+    warmup_steps: int = doc(0, "Linear warm-up of the learning rate, in optimizer steps.")
+    lr_decay: bool = doc(
+        False, "Decay the learning rate linearly to 0 at the run's last optimizer step."
+    )
     weight_decay: float = doc(0.0, "AdamW weight decay.")
-    steps: int = doc(100, "Optimizer steps (rollout batches).")
+    steps: int = doc(
+        100,
+        "RL steps: rollout batches. Each makes ppo_epochs x updates_per_rollout optimizer "
+        "steps, which is what the learning-rate schedule counts.",
+    )
     prompts_per_step: int = doc(8, "Questions per rollout batch (x rollout.samples_per_prompt).")
+    updates_per_rollout: int = doc(
+        1,
+        "Optimizer steps per pass over a rollout batch: its groups are split into this many "
+        "equal mini-batches (the R1-Searcher release: 64 questions x 16 samples rolled out, "
+        "4 updates of 256 samples).",
+    )
     micro_batch_tokens: int = doc(
         8192, "Token budget of one forward/backward pass (rows x longest row)."
     )
-    ppo_epochs: int = doc(1, "Optimizer steps over each rollout batch.")
+    ppo_epochs: int = doc(1, "Passes over each rollout batch (each makes updates_per_rollout steps).")
     old_logprobs: Literal["recompute", "sampler"] = doc(
         "recompute",
         "Behaviour log-probs of the clip ratio: recompute (the trainer's own forward before "
@@ -229,6 +241,11 @@ class TrainerConfig:
     )
     max_grad_norm: float = doc(1.0, "Gradient clipping (DeepSpeed `gradient_clipping`).")
     frozen_layers: int = doc(0, "Fix the embeddings and the lowest N decoder layers.")
+    gradient_checkpointing: bool = doc(
+        False,
+        "Recompute each decoder layer's activations in backward instead of keeping them "
+        "(about a third more compute, activations of one layer instead of all).",
+    )
     autocast_bf16: bool = doc(
         False,
         "Run forward/backward under bf16 autocast (on the engine's device) over fp32 master "

@@ -150,7 +150,7 @@ def kl_loss(
 ) -> Tensor:
     """The KL term of the loss (when not in the reward): token-level mean over the mask.
 
-    Multiply by `kl_coef` in the trainer; gradients flow through `logprobs`.
+    `policy_objective` multiplies it by `kl_coef`; gradients flow through `logprobs`.
     """
     kl = get_kl_estimator(estimator)(logprobs, ref_logprobs, action_mask)
     return masked_mean(kl, action_mask)
@@ -396,3 +396,25 @@ def ppo_clip_loss(
         clip_fraction = masked_mean((clipped < unclipped).to(ratio.dtype), mask)
         approx_kl = masked_mean(torch.expm1(log_ratio) - log_ratio, mask)
     return loss, {"clip_fraction": clip_fraction.item(), "approx_kl": approx_kl.item()}
+
+
+def policy_objective(
+    algo_cfg: AlgoConfig,
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    advantages: Tensor,
+    action_mask: Tensor,
+    ref_logprobs: Tensor | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """The loss of one micro-batch: the registered policy loss, plus kl_coef x KL(policy ||
+    reference) when KL is a loss term (`kl_in_reward` false). With a reference, the
+    diagnostics carry its `kl` whichever way it is applied."""
+    loss, diagnostics = get_policy_loss(algo_cfg.policy_loss)(
+        logprobs, old_logprobs, advantages, action_mask, algo_cfg.clip_eps
+    )
+    if ref_logprobs is None:
+        return loss, diagnostics
+    kl = kl_loss(logprobs, ref_logprobs, action_mask, algo_cfg.kl_estimator)
+    if not algo_cfg.kl_in_reward:
+        loss = loss + algo_cfg.kl_coef * kl
+    return loss, {**diagnostics, "kl": float(kl.detach())}

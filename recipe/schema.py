@@ -167,13 +167,13 @@ class RolloutConfig:
     )
     vllm_sleep: bool = doc(
         False,
-        "vLLM: sleep the engine after each rollout (weights to host memory, KV cache freed) "
-        "so training has the GPU; GPU only.",
+        "vLLM: after each rollout the engine frees its weights and KV cache (level-2 sleep) "
+        "so the update has the GPU; the next sync wakes it with the new weights. GPU only.",
     )
     vllm_export_dir: str | None = doc(
         None,
-        "vLLM: folder the generation copy is written to for the engine to load and reload "
-        "after each update; null: a temporary folder.",
+        "vLLM: folder the engine's model description (config and tokenizer, no weights: they "
+        "go in by reference) is written to; null: a temporary folder.",
     )
 
     def settings_in_use(self) -> dict:
@@ -232,7 +232,9 @@ class TrainerConfig:
     micro_batch_tokens: int = doc(
         8192, "Token budget of one forward/backward pass (rows x longest row)."
     )
-    ppo_epochs: int = doc(1, "Passes over each rollout batch (each makes updates_per_rollout steps).")
+    ppo_epochs: int = doc(
+        1, "Passes over each rollout batch (each makes updates_per_rollout steps)."
+    )
     old_logprobs: Literal["recompute", "sampler"] = doc(
         "recompute",
         "Behaviour log-probs of the clip ratio: recompute (the trainer's own forward before "
@@ -266,7 +268,9 @@ class TrainerConfig:
         None, "An earlier run folder whose final dev predictions the summary pairs with ours."
     )
     max_nonfinite_steps: int = doc(
-        3, "Consecutive steps with a non-finite loss or gradient (skipped) before stopping."
+        3,
+        "Consecutive optimizer steps with a non-finite loss or gradient (each skipped) before "
+        "the run stops.",
     )
     seed: int = doc(0, "Global seed (torch, numpy, python, data order).")
 

@@ -2,17 +2,15 @@
 
 One step, top to bottom (`Trainer.step`):
 1. rollout: `trainer.prompts_per_step` questions x `rollout.samples_per_prompt` trajectories
-   from the generation copy of the policy (`recipe.rollout`);
+   from the generation backend (`recipe.rollout`);
 2. reward: the stage reward of each response against the golds that travel with it;
-3. old log-probs: the sampler's, or the trainer's own (`trainer.old_logprobs: recompute`: the
-   first epoch's forward, taken before any update, so it costs nothing), and reference
-   log-probs from a frozen copy of the initial policy, built only when `algo.kl_coef` is not 0;
-4. advantages over the whole step (`recipe.algorithms` registry): group baselines and
-   whitening see every sample of the step, never a micro-batch;
-5. update: `trainer.ppo_epochs` optimizer steps, each over the step's micro-batches (by tokens)
-   through the DeepSpeed engine; the loss is the token mean over the step's action tokens;
-6. sync: the new weights are copied into the generation copy;
-7. logs: TensorBoard, `metrics.jsonl`, the trajectories, a console line; a checkpoint every
+3. reference log-probs from a frozen copy of the initial policy, built only when
+   `algo.kl_coef` is not 0;
+4. update (`recipe.training.update`): behaviour log-probs, advantages over the whole step
+   (`recipe.algorithms` registry), then `trainer.ppo_epochs` x `trainer.updates_per_rollout`
+   optimizer steps through the DeepSpeed engine, micro-batched by tokens;
+5. sync: the backend samples from the new weights (`GenerationBackend.load_weights`);
+6. logs: TensorBoard, `metrics.jsonl`, the trajectories, a console line; a checkpoint every
    `trainer.save_every` steps.
 
 Several ranks (`recipe.training.ranks`): each rolls out its block of the step's questions, the
@@ -21,16 +19,18 @@ advantages, each trains on its own rows, and the gradients are summed over ranks
 (`recipe.training.optimizer_step`: by the trainer under ZeRO stage 0, by DeepSpeed under 1-2);
 rank 0 writes the logs, the exports and the checkpoints' own files.
 
-The generation copy holds the weights in `model.dtype` (bf16 by default) while the trainer keeps
-fp32 master weights: bf16 weights would round most updates at lr 1e-5 away, and decoding runs
-about 3x faster in bf16 on this CPU. Retrieved tokens are never targets (action mask 0).
+Weights for generation. The vLLM backend holds its own engine weights and takes the training
+module's parameters by reference at each sync: the trainer keeps no other copy of the policy.
+The HF backend samples from a generation copy in `model.dtype` (bf16 by default) while the
+trainer keeps fp32 master weights on CPU: bf16 weights would round most updates at lr 1e-5 away,
+and bf16 decoding is about 3x faster than fp32 on a CPU (README, measurements). Retrieved tokens
+are never targets (action mask 0).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import random
 import signal
 import time
@@ -41,7 +41,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from recipe.algorithms import compute_advantages, get_policy_loss, kl_loss, masked_mean
 from recipe.atomic import write_json, write_jsonl
 from recipe.config import save_config
 from recipe.evaluation import (
@@ -61,25 +60,22 @@ from recipe.schema import RunConfig
 from recipe.training.batch import TrainBatch, collate
 from recipe.training.checkpoint import CheckpointStore, export_hf, load_checkpoint
 from recipe.training.engine import build_engine
-from recipe.training.logprobs import sequence_logprobs, token_entropy
+from recipe.training.errors import TrainingError
+from recipe.training.logprobs import sequence_logprobs
 from recipe.training.metrics import MetricsTracker, console_line
-from recipe.training.microbatch import token_micro_batches
 from recipe.training.monitors import rollout_metrics
 from recipe.training.optim import freeze_lower
 from recipe.training.optimizer_step import OptimizerStep
 from recipe.training.ranks import current_ranks, threads_per_rank
 from recipe.training.sampler import QuestionSampler
 from recipe.training.timers import PhaseTimers
+from recipe.training.update import PolicyUpdate, logprobs_without_grad
 from rewards.stage import Reward
 
 FINAL_DIR = "final"
 SUMMARY_FILE = "summary.json"
 EVAL_START, EVAL_FINAL = "eval_step0.jsonl", "eval_final.jsonl"
 RANK_SEED_STRIDE = 1_000_003  # rank r samples with rollout.seed + r * stride: its own noise
-
-
-class TrainingError(RuntimeError):
-    """The run cannot go on (non-finite updates in a row, a run folder in the way)."""
 
 
 class TimedRetriever:
@@ -120,9 +116,10 @@ def seed_everything(seed: int) -> None:
 class Trainer:
     """`Trainer(cfg, model, tokenizer, retriever, reward, train_records, eval_records).fit()`.
 
-    `model` is the policy in fp32 (it becomes the master weights); `backend_factory(model,
-    tokenizer)` builds the generation backend over the generation copy (default: the one
-    `rollout.backend` names); `on_step_end(step)` runs after each step's logs and checkpoint.
+    `model` is the policy in the dtype DeepSpeed trains in (`recipe.training.engine.
+    training_dtype`); `backend_factory(model, tokenizer)` builds the generation backend (default:
+    the one `rollout.backend` names) over the generation copy, or over the training module itself
+    for vLLM; `on_step_end(step)` runs after each step's logs and checkpoint.
     """
 
     def __init__(
@@ -151,6 +148,10 @@ class Trainer:
         self.sampler = QuestionSampler(train_records, self.tc.seed)
         self.samples_per_step = self.tc.prompts_per_step * cfg.rollout.samples_per_prompt
         freeze_lower(model, self.tc.frozen_layers)
+        if self.tc.gradient_checkpointing:
+            # Non-reentrant: frozen lower layers leave the inputs of the first trained layer
+            # without grad, which the reentrant variant would silently not differentiate.
+            model.gradient_checkpointing_enable({"use_reentrant": False})
         model.train()
         self.ref_model = None
         if cfg.algo.kl_coef != 0.0:
@@ -164,10 +165,14 @@ class Trainer:
             self.optimizer_step = OptimizerStep(self.engine, self.ranks)
         except ValueError as e:
             raise TrainingError(str(e)) from None
-        self.gen_model = generation_copy(model, DTYPES[cfg.model.dtype])
+        self.update = PolicyUpdate(cfg, self.engine, self.optimizer_step, self.ranks, self._forward)
+        # vLLM keeps its own engine weights, loaded from the training module by reference.
+        self.gen_model = None
+        if cfg.rollout.backend != "vllm":
+            self.gen_model = generation_copy(self.engine.module, DTYPES[cfg.model.dtype])
         self.retriever = TimedRetriever(retriever)
         factory = backend_factory or (lambda m, t: build_backend(cfg, m, t))
-        self.backend = backend = factory(self.gen_model, tokenizer)
+        self.backend = backend = factory(self._generation_weights(), tokenizer)
         seed = cfg.rollout.seed + RANK_SEED_STRIDE * self.ranks.rank
         self.rollouts = RolloutEngine(
             backend,
@@ -186,11 +191,9 @@ class Trainer:
             topk=cfg.retriever.topk,
             prompt_style=cfg.model.prompt_style,
         )
-        self.policy_loss = get_policy_loss(cfg.algo.policy_loss)
         self.checkpoints = CheckpointStore(self.run_dir, self.tc.keep_checkpoints)
         self.timers = PhaseTimers()
         self.step_done = 0
-        self.nonfinite_in_a_row = 0
         self.stop_requested = False
 
     def _check_ranks(self) -> None:
@@ -202,7 +205,8 @@ class Trainer:
                 f"trainer.prompts_per_step={self.tc.prompts_per_step} does not split over {world} "
                 f"ranks (each question's samples stay on one rank); use a multiple of {world}"
             )
-        torch.set_num_threads(threads_per_rank())
+        if self.engine.device.type == "cpu":
+            torch.set_num_threads(threads_per_rank())
 
     # ------------------------------------------------------------------------------- run
 
@@ -293,7 +297,7 @@ class Trainer:
         with self.timers("ref"):
             ref = self._reference_logprobs(batch)
         with self.timers("update"):
-            update = self._update(batch, ref, self.ranks.block(len(batch)))
+            update = self.update(batch, ref)
         with self.timers("sync"):
             self._sync_weights()
         self.step_done = step
@@ -317,15 +321,17 @@ class Trainer:
     def _reference_logprobs(self, batch: TrainBatch) -> torch.Tensor | None:
         if self.ref_model is None:
             return None
-        return self._logprobs_without_grad(self.ref_model, batch)
+        rows = range(len(batch))  # every rank's: the advantages see the whole step
+        return logprobs_without_grad(
+            self._forward, self.ref_model, batch, rows, self.tc.micro_batch_tokens
+        )
 
-    def _micro_batches(self, batch: TrainBatch, rows: Sequence[int] | None = None):
-        rows = range(len(batch)) if rows is None else rows
-        return token_micro_batches(rows, batch.lengths, self.tc.micro_batch_tokens)
-
-    def _logprobs(self, model, sub: TrainBatch):
-        """(log-probs [B, T] at the action tokens, their logits) of one micro-batch."""
-        device = self.engine.device.type  # the engine's: cpu here, cuda on GPU
+    def _forward(self, model, sub: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-probs [B, T] at the action tokens, entropy at each) of one micro-batch. The
+        shared-prompt shortcut hands the prefix to the layers as a KV cache, which transformers'
+        checkpointed layers drop in training: off with gradient checkpointing."""
+        device = self.engine.device.type  # the engine's: cpu or cuda
+        prefix = 0 if self.tc.gradient_checkpointing else sub.shared_prefix
         with torch.autocast(device, dtype=torch.bfloat16, enabled=self.tc.autocast_bf16):
             return sequence_logprobs(
                 model,
@@ -333,112 +339,17 @@ class Trainer:
                 sub.attention_mask,
                 sub.action_mask,
                 self.cfg.rollout.temperature,
-                sub.shared_prefix,
+                prefix,
             )
 
-    @torch.no_grad()
-    def _logprobs_without_grad(self, model, batch: TrainBatch) -> torch.Tensor:
-        """The whole step's log-probs under `model`, micro-batch by micro-batch."""
-        out = torch.zeros_like(batch.old_logprobs)
-        for rows in self._micro_batches(batch):
-            values, _ = self._logprobs(model, batch.select(rows))
-            out[rows, : values.shape[1]] = values.float()
-        return out
-
-    def _old_logprobs(self, batch: TrainBatch) -> torch.Tensor | None:
-        """The behaviour log-probs when they are known before the update; None when the first
-        epoch's forward provides them (recompute without KL in the reward)."""
-        algo = self.cfg.algo
-        if self.tc.old_logprobs == "sampler":
-            return batch.old_logprobs
-        if not (algo.kl_in_reward and algo.kl_coef != 0.0):
-            return None
-        return self._logprobs_without_grad(self.engine.module, batch)
-
-    def _update(
-        self, batch: TrainBatch, ref: torch.Tensor | None, rows: Sequence[int] | None = None
-    ) -> dict[str, float]:
-        """`ppo_epochs` updates from the whole step's advantages; this rank trains on `rows`."""
-        algo = self.cfg.algo
-        old = self._old_logprobs(batch)
-        advantages, returns = compute_advantages(
-            algo, batch.rewards, batch.action_mask, batch.group_index, old, ref
-        )
-        micro = self._micro_batches(batch, rows)
-        fill_old = old is None
-        if fill_old:
-            old = torch.zeros_like(batch.old_logprobs)
-        sums: dict[str, float] = {}
-        for epoch in range(self.tc.ppo_epochs):
-            stats = self._epoch(batch, micro, advantages, old, ref, fill_old and epoch == 0)
-            for key, value in stats.items():
-                sums[key] = sums.get(key, 0.0) + value / self.tc.ppo_epochs
-        sums["advantage/mean"] = float(masked_mean(advantages, batch.action_mask))
-        sums["return/mean"] = float(masked_mean(returns, batch.action_mask))
-        sums["tokens/action"] = float(batch.action_mask.sum())
-        return sums
-
-    def _epoch(self, batch, micro, advantages, old, ref, fill_old: bool) -> dict[str, float]:
-        """One optimizer step over all micro-batches; statistics are token-weighted means."""
-        algo = self.cfg.algo
-        total_tokens = max(1, int(batch.action_mask.sum()))
-        stats = {"policy_loss": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0, "entropy": 0.0}
-        if ref is not None:
-            stats["kl"] = 0.0
-        finite = True
-        passes = self.optimizer_step.passes(micro, batch.lengths)
-        scale = self.optimizer_step.loss_scale
-        for rows in passes:
-            weight_rows = rows or passes[0]  # an empty pass: a zero-weight backward (ZeRO-2)
-            sub = batch.select(weight_rows)
-            width = sub.input_ids.shape[1]
-            logprobs, logits = self._logprobs(self.engine.module, sub)
-            logprobs = logprobs.float()
-            if fill_old and rows:
-                old[rows, :width] = logprobs.detach()
-            sub_old = old[weight_rows, :width]
-            sub_ref = ref[weight_rows, :width] if ref is not None else None
-            weight = int(sub.action_mask.sum()) / total_tokens if rows else 0.0
-            loss, diag = self.policy_loss(
-                logprobs, sub_old, advantages[weight_rows, :width], sub.action_mask, algo.clip_eps
-            )
-            if sub_ref is not None:
-                kl_term = kl_loss(logprobs, sub_ref, sub.action_mask, algo.kl_estimator)
-                stats["kl"] += float(kl_term) * weight
-                if not algo.kl_in_reward:
-                    loss = loss + algo.kl_coef * kl_term
-            if not torch.isfinite(loss):
-                finite = False
-                if self.optimizer_step.stops_at_nonfinite_loss:
-                    break
-            self.engine.backward(loss * (weight * scale), scale_wrt_gas=False)
-            stats["policy_loss"] += float(loss.detach()) * weight
-            stats["clip_fraction"] += diag["clip_fraction"] * weight
-            stats["approx_kl"] += diag["approx_kl"] * weight
-            entropy = token_entropy(logits, self.cfg.rollout.temperature)
-            stats["entropy"] += float(entropy.mean()) * weight if entropy.numel() else 0.0
-        stats = self.ranks.sum_floats(stats)  # token weights are global: the sum is the mean
-        finite = not self.ranks.any(not finite)  # one rank's bad loss skips the update everywhere
-        grad_norm = self.optimizer_step.apply(finite)
-        if grad_norm is None:
-            return self._skip_update(stats)
-        self.nonfinite_in_a_row = 0
-        stats["grad_norm"] = grad_norm
-        stats["update/skipped"] = 0.0
-        return stats
-
-    def _skip_update(self, stats: dict[str, float]) -> dict[str, float]:
-        self.nonfinite_in_a_row += 1
-        if self.nonfinite_in_a_row >= self.tc.max_nonfinite_steps:
-            raise TrainingError(
-                f"{self.nonfinite_in_a_row} updates in a row had a non-finite loss or gradient "
-                "(trainer.max_nonfinite_steps); lower trainer.lr or check the reward"
-            )
-        return {**stats, "grad_norm": math.nan, "update/skipped": 1.0}
+    def _generation_weights(self):
+        """What the backend samples from: the generation copy, or the training module."""
+        return self.engine.module if self.gen_model is None else self.gen_model
 
     def _sync_weights(self) -> None:
-        self.gen_model.load_state_dict(self.engine.module.state_dict())
-        self.backend.load_weights(self.gen_model)
+        if self.gen_model is not None:
+            self.gen_model.load_state_dict(self.engine.module.state_dict())
+        self.backend.load_weights(self._generation_weights())
 
     # -------------------------------------------------------------------------- evaluation
 

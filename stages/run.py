@@ -23,6 +23,7 @@ from recipe.retrieval.base import RetrievalInputError
 from recipe.retrieval.client import RetrievalError
 from recipe.schema import RunConfig
 from recipe.trainer import Trainer, TrainingError
+from recipe.training.engine import training_dtype
 from rewards.stage import build_reward
 
 
@@ -40,9 +41,10 @@ def run_stage(cfg: RunConfig, **trainer_kwargs) -> dict:
     dev = load_records(data.eval_files, data.source_format)
     reward = build_reward(cfg.reward, cfg.tags)
     retriever = build_retriever(cfg.retriever)  # before the model: a dead service fails fast
-    # The trainer keeps fp32 master weights; `model.dtype` is the generation copy's.
+    # Loaded in the dtype DeepSpeed trains in; `model.dtype` is the generation copy's.
     try:
-        model, tokenizer = load_policy(dataclasses.replace(cfg.model, dtype="float32"))
+        dtype = training_dtype(cfg.trainer)
+        model, tokenizer = load_policy(dataclasses.replace(cfg.model, dtype=dtype))
     except OSError as e:  # a missing folder, or a hub id this machine cannot download
         raise FileNotFoundError(f"model.path {cfg.model.path}: {e}") from e
     trainer = Trainer(cfg, model, tokenizer, retriever, reward, train, dev, **trainer_kwargs)

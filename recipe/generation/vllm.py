@@ -13,20 +13,29 @@ is the raw one when T is 1 (or 0, greedy) and the processed one when top_p is 1 
 processor is set; `logprobs_mode_for` picks raw for T in {0, 1}, else processed (then, with
 top_p < 1, the values are those of the nucleus-renormalised distribution).
 
-Weights. `load_weights(model)` writes the model into an export folder (safetensors) and has
-each worker reload from it (`reload_weights`, vLLM's in-place reload: 0.5-0.6 s for SmolLM2-135M
-on this CPU), then drops the prefix cache, whose KV entries came from the old weights. Pushing
-tensors through `model.load_weights` does not work on the CPU backend, whose linear layers are
-repacked after loading; the folder is the path every platform takes. On CPU the reload also
-repacks a tied LM head (`ReloadExtension`), which vLLM's layer-wise reload skips: it loads no
-checkpoint tensor of its own, so its packed GEMM weights would stay the old ones.
+Placement. The engine lives in the calling process (vLLM's `external_launcher` executor, the
+colocated layout of TRL and veRL): under a launcher each rank builds its own engine, on
+`cuda:LOCAL_RANK` on a GPU, and vLLM treats the ranks as independent data-parallel replicas
+(its "external DP" dimension), so each rank generates for its own questions with no collective
+per engine step. One process without a launcher gets a world of one.
 
-Sleep (`rollout.vllm_sleep`, GPU only): after each rollout the engine sleeps (level 1: weights to
-host memory, KV cache freed) so the trainer has the GPU; the next call wakes it.
+Weights. The engine is built from a small folder holding only the model's config and tokenizer
+(`load_format="dummy"`: no weight file is ever written), then every `load_weights(model)`
+streams the model's parameters by reference through vLLM's in-place reload
+(`reload_weights(weights_iterator=...)`), each cast to the engine's dtype as it goes, so at most
+one tensor is copied at a time. The trainer hands its training module itself: it keeps no
+second copy of the policy. vLLM's layer-wise reload re-runs each layer's post-load processing,
+which is what repacks the CPU build's linear weights; a tied LM head loads no tensor of its own,
+so on CPU it is repacked from the new embeddings here (`ReloadExtension`). The prefix cache is
+dropped after a reload: its KV entries came from the old weights.
+
+Sleep (`rollout.vllm_sleep`, GPU only), in the order of vLLM's RL examples: after each rollout
+the engine sleeps at level 2 (weights and KV cache freed: the weights are replaced before the
+next rollout anyway), so the update has the GPU. Before the next generation the trainer's cached
+allocator blocks are released, the weights wake, the new weights load, then the KV cache wakes.
 
 Per-request logits processors (the tests steer the tiny model with them) run inside the engine
-core, so they need the in-process engine (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, set when any is
-given).
+core, which is in this process.
 vllm is imported lazily: the rest of the project imports without it.
 """
 
@@ -54,24 +63,38 @@ from recipe.generation.base import (
     check_requests,
 )
 
-EXTENSION = "recipe.generation.vllm.ReloadExtension"  # imported by vLLM in each worker
-RELOAD_METHOD = "reload_weights_from"
+EXTENSION = "recipe.generation.vllm.ReloadExtension"  # mixed into the worker by vLLM
+RELOAD_METHOD = "reload_weights_by_reference"
 # vLLM 0.32's CPU worker, at start-up, rebinds kernels by reading vars() of every attribute of
 # every loaded module; llvmlite's ffi `lib` wrapper (numba, which bm25s imports) breaks that
-# scan. With the in-process engine the worker shares our sys.modules, so the module is hidden
-# from it while the engine starts.
+# scan. The in-process worker shares our sys.modules, so the module is hidden from it while the
+# engine starts.
 SCAN_BREAKERS = ("llvmlite.binding.ffi",)
 IN_PROCESS_VAR = "VLLM_ENABLE_V1_MULTIPROCESSING"
+# What `external_launcher` reads; a process that no launcher started is rank 0 of a world of one.
+LAUNCHER_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _launcher_environment() -> dict[str, str]:
+    """The variables a launcher sets, for a process that none started (a world of one)."""
+    from recipe.ports import free_port
+
+    single = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}
+    missing = {k: v for k, v in single.items() if k not in os.environ}
+    if "MASTER_PORT" not in os.environ:
+        missing["MASTER_PORT"] = str(free_port())
+    return missing
 
 
 @contextmanager
-def _starting_engine(in_process: bool) -> Iterator[None]:
-    """The scan breakers hidden while the engine starts; the in-process engine core if asked
-    (vLLM reads the variable at start-up; later backends in this process choose afresh)."""
+def _starting_engine() -> Iterator[None]:
+    """The scan breakers hidden while the engine starts, the engine core in this process
+    (`external_launcher` requires it), and the launcher's variables where none are set."""
     hidden = {name: sys.modules.pop(name) for name in SCAN_BREAKERS if name in sys.modules}
+    added = _launcher_environment()
     previous = os.environ.get(IN_PROCESS_VAR)
-    if in_process:
-        os.environ[IN_PROCESS_VAR] = "0"
+    os.environ.update(added)
+    os.environ[IN_PROCESS_VAR] = "0"
     try:
         yield
     finally:
@@ -106,17 +129,30 @@ def logprobs_mode_for(temperature: float) -> str:
 
 
 class ReloadExtension:
-    """A vLLM worker extension (mixed into each worker): reload from a folder, then repack."""
+    """A vLLM worker extension (mixed into the worker): in-place reload from tensors."""
 
-    def reload_weights_from(self, folder: str) -> None:
+    def reload_weights_by_reference(self, named_tensors) -> None:
         from vllm.platforms import current_platform
 
-        self.reload_weights(weights_path=folder)
+        self.reload_weights(weights_iterator=named_tensors)
         model = self.model_runner.get_model()
         head = getattr(model, "lm_head", None)
         method = getattr(head, "quant_method", None)
         if current_platform.is_cpu() and method is not None:
             method.process_weights_after_loading(head)  # re-pack from the (tied) new weights
+
+
+def _named_tensors(model, dtype: str) -> Iterator[tuple[str, object]]:
+    """The model's parameters and buffers by checkpoint name, each cast to `dtype` only when
+    it is read (a tensor already in `dtype` and on the engine's device is passed as it is)."""
+    import torch
+
+    from recipe.policy import DTYPES
+
+    target = DTYPES[dtype]
+    with torch.no_grad():
+        for name, tensor in model.state_dict(keep_vars=False).items():
+            yield name, tensor.detach().to(target)
 
 
 def _adapter_class(processors: Sequence[LogitsProcessor]):
@@ -158,14 +194,24 @@ def _cpu_scheduler_kwargs(settings: VLLMSettings, model) -> dict:
     }
 
 
-def _export(model, tokenizer, folder: Path) -> None:
-    """The model as a Hugging Face folder vLLM can load (weights in the model's dtype)."""
-    model.save_pretrained(folder, safe_serialization=True)
+def _describe(model, tokenizer, folder: Path) -> None:
+    """What the engine is built from: the model's config and tokenizer, no weights."""
+    model.config.save_pretrained(folder)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
 
 
+def _release_cached_accelerator_memory() -> None:
+    """Give the training side's cached allocator blocks back before vLLM wakes into them."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 class VLLMBackend:
-    """`GenerationBackend` over a vLLM engine built from `model` (exported to a folder)."""
+    """`GenerationBackend` over a vLLM engine in this process, with `model`'s weights."""
 
     def __init__(
         self,
@@ -183,12 +229,12 @@ class VLLMBackend:
         self.settings = settings
         self.stats = GenerationStats()
         self._own_dir = settings.export_dir is None
-        folder = settings.export_dir or tempfile.mkdtemp(prefix="vllm-weights-")
+        folder = settings.export_dir or tempfile.mkdtemp(prefix="vllm-model-")
         self.export_dir = Path(folder)
         self.export_dir.mkdir(parents=True, exist_ok=True)
-        if self._own_dir:  # a run that never calls close() still leaves no copy of the model
+        if self._own_dir:  # a run that never calls close() leaves no folder behind
             weakref.finalize(self, shutil.rmtree, self.export_dir, True)
-        _export(model, tokenizer, self.export_dir)
+        _describe(model, tokenizer, self.export_dir)
         kwargs = {}
         if logits_processors:
             kwargs["logits_processors"] = [_adapter_class(list(logits_processors))]
@@ -202,14 +248,18 @@ class VLLMBackend:
 
             if not current_platform.is_sleep_mode_available():
                 raise ValueError("rollout.vllm_sleep: this platform has no vLLM sleep mode")
-        with _starting_engine(in_process=bool(logits_processors)):
+        with _starting_engine():
             self.llm = self._engine(LLM, settings, kwargs)
         self._asleep = False
         self.reload_seconds = 0.0  # the last load_weights (the benchmark and tests read it)
+        self._source = model
+        self.load_weights(model)
 
     def _engine(self, llm_class, settings: VLLMSettings, kwargs: dict):
         return llm_class(
             model=str(self.export_dir),
+            load_format="dummy",  # the weights come by reference from `load_weights`
+            distributed_executor_backend="external_launcher",
             dtype=settings.dtype,
             seed=settings.seed,
             enable_prefix_caching=True,
@@ -279,27 +329,48 @@ class VLLMBackend:
         return Generation(ids, logprobs, "eos")  # EOS (stop_reason None) or a stop token id
 
     def load_weights(self, model) -> None:
-        """Sample from `model`'s weights from the next call on (export folder + reload)."""
-        self._wake()
+        """Sample from `model`'s weights from the next call on, passed by reference (the engine
+        keeps a reference to `model`, no copy, to reload after a level-2 sleep)."""
+        self._source = model
+        if self._asleep:
+            self._wake()
+        else:
+            self._reload()
+
+    def _reload(self) -> None:
         started = time.perf_counter()
-        model.save_pretrained(self.export_dir, safe_serialization=True)
-        self.llm.collective_rpc(RELOAD_METHOD, args=(str(self.export_dir),))
+        named = _named_tensors(self._source, self.settings.dtype)
+        self.llm.collective_rpc(RELOAD_METHOD, args=(named,))
         self.llm.reset_prefix_cache()  # its KV entries were computed with the old weights
         self.reload_seconds = time.perf_counter() - started
 
     def reset(self) -> None:
-        """After a rollout: the prefix cache stays (vLLM evicts as needed); sleep if asked."""
+        """After a rollout: the prefix cache stays (vLLM evicts as needed); with sleep mode the
+        engine frees its weights and KV cache (level 2) for the update."""
         if self.settings.sleep and not self._asleep:
-            self.llm.sleep(level=1)
+            self.llm.sleep(level=2)
             self._asleep = True
 
     def _wake(self) -> None:
-        if self._asleep:
-            self.llm.wake_up()
-            self._asleep = False
+        """Weights first, then the new weights loaded into them, then the KV cache: the
+        training side's cached blocks are released before each (vLLM's RL examples' order)."""
+        if not self._asleep:
+            return
+        _release_cached_accelerator_memory()
+        self.llm.wake_up(tags=["weights"])
+        self._reload()
+        _release_cached_accelerator_memory()
+        self.llm.wake_up(tags=["kv_cache"])
+        self._asleep = False
 
     def close(self) -> None:
-        """Stop the engine (its core process, when spawned) and drop a temporary export."""
+        """Stop the engine, free its memory and drop a temporary model folder."""
+        import gc
+
         self.llm.llm_engine.engine_core.shutdown()
+        self.llm = None
+        self._source = None
+        gc.collect()
+        _release_cached_accelerator_memory()
         if self._own_dir:
             shutil.rmtree(self.export_dir, ignore_errors=True)

@@ -60,12 +60,28 @@ def _unlink_shm_allreduce_buffer() -> None:
     path.unlink(missing_ok=True)
 
 
-def deepspeed_config(cfg: TrainerConfig, samples_per_step: int) -> dict:
+def read_deepspeed_json(cfg: TrainerConfig) -> dict:
     path = Path(cfg.deepspeed_config)
     try:
-        ds = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"trainer.deepspeed_config: {path} not found") from None
+
+
+def training_dtype(cfg: TrainerConfig) -> str:
+    """The dtype DeepSpeed trains the module in: bfloat16 or float16 when its JSON enables
+    them (the optimizer then keeps fp32 master weights), float32 otherwise. Loading the policy
+    in it avoids an fp32 copy of a 7B model on every rank before DeepSpeed casts it."""
+    ds = read_deepspeed_json(cfg)
+    if ds.get("bf16", {}).get("enabled", False):
+        return "bfloat16"
+    if ds.get("fp16", {}).get("enabled", False):
+        return "float16"
+    return "float32"
+
+
+def deepspeed_config(cfg: TrainerConfig, samples_per_step: int) -> dict:
+    ds = read_deepspeed_json(cfg)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     # The batch sizes are bookkeeping here (the trainer accumulates); they must be consistent.
     ds["train_micro_batch_size_per_gpu"] = max(1, samples_per_step // world)
@@ -87,7 +103,9 @@ def build_engine(model, cfg: TrainerConfig, samples_per_step: int):
     init_distributed()
     params = trainable_parameters(model)
     optimizer = build_optimizer(params, cfg.lr, cfg.weight_decay)
-    schedule = build_schedule(optimizer, cfg.warmup_steps, cfg.steps, cfg.lr_decay)
+    # The schedule advances once per optimizer step: ppo_epochs x updates_per_rollout per RL step.
+    total = cfg.steps * cfg.ppo_epochs * cfg.updates_per_rollout
+    schedule = build_schedule(optimizer, cfg.warmup_steps, total, cfg.lr_decay)
     engine, _, _, scheduler = deepspeed.initialize(
         model=model,
         optimizer=optimizer,

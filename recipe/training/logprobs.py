@@ -60,14 +60,24 @@ def token_logprobs(logits: Tensor, targets: Tensor, temperature: float = 1.0) ->
     return torch.log_softmax(logits, dim=-1).gather(1, targets.unsqueeze(1)).squeeze(1)
 
 
-@torch.no_grad()
-def token_entropy(logits: Tensor, temperature: float = 1.0) -> Tensor:
-    """Entropy of each row's sampling distribution softmax(logits / T), shape [N]."""
+ENTROPY_CHUNK_ROWS = 256  # rows of exp(log-probs) alive at once while the entropy is summed
+
+
+def logprobs_and_entropy(
+    logits: Tensor, targets: Tensor, temperature: float = 1.0
+) -> tuple[Tensor, Tensor]:
+    """(log softmax(logits / T)[target] in float32 [N], the entropy of each row's distribution
+    [N], without gradient). The entropy reads the log-softmax the log-probs already took, a few
+    rows at a time: no second full-vocabulary buffer besides the one autograd keeps."""
     logits = logits.float()
     if temperature > 0 and temperature != 1.0:
         logits = logits / temperature
     logp = torch.log_softmax(logits, dim=-1)
-    return -(logp.exp() * logp).sum(dim=-1)
+    values = logp.gather(1, targets.unsqueeze(1)).squeeze(1)
+    with torch.no_grad():
+        parts = [-(c.exp() * c).sum(dim=-1) for c in logp.detach().split(ENTROPY_CHUNK_ROWS)]
+        entropy = torch.cat(parts) if parts else logp.new_zeros(0)
+    return values, entropy
 
 
 def prefix_cache(model, prefix_ids: Tensor) -> DynamicCache:
@@ -93,8 +103,9 @@ def sequence_logprobs(
     temperature: float = 1.0,
     shared_prefix: int = 0,
 ) -> tuple[Tensor, Tensor]:
-    """(log-probs [B, T] at the targets of `target_mask`, 0 elsewhere; the logits [N, V] behind
-    them). Positions are counted over real tokens, so left or right padding gives the same.
+    """(log-probs [B, T] at the targets of `target_mask`, 0 elsewhere; the entropy [N] of the
+    sampling distribution at each target, in `target_index` order). Positions are counted over
+    real tokens, so left or right padding gives the same.
 
     `shared_prefix` = P > 0: every row starts with the same P real tokens, none of them a
     target nor the predictor of one (P below the first target's position); they run once.
@@ -116,7 +127,7 @@ def sequence_logprobs(
         position_ids=position_ids,
         past_key_values=cache,
     )
-    values = token_logprobs(logits, input_ids[rows, positions + 1], temperature)
+    values, entropy = logprobs_and_entropy(logits, input_ids[rows, positions + 1], temperature)
     out = torch.zeros(input_ids.shape, dtype=values.dtype, device=values.device)
     out = out.index_put((rows, positions + 1), values)
-    return out, logits
+    return out, entropy

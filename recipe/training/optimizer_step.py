@@ -21,11 +21,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
 from recipe.training.microbatch import split_to_count
 from recipe.training.ranks import Ranks
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One forward/backward of an optimizer step."""
+
+    rows: list[int]
+    token_share: float  # the pass's share of the step's action tokens (its statistics' weight)
+    loss_weight: float  # what its token-mean loss is multiplied by before backward
 
 
 class OptimizerStep:
@@ -54,13 +64,29 @@ class OptimizerStep:
         backward passes (collectives), and DeepSpeed skips the update on the non-finite norm."""
         return not self.deepspeed_reduces
 
-    def passes(self, micro: Sequence[Sequence[int]], lengths: Sequence[int]) -> list[list[int]]:
-        """This rank's micro-batches; under ZeRO-2 as many as the rank with the most. An empty
-        pass is a zero-weight backward (the rank has no rows left to split)."""
+    def passes(
+        self,
+        micro: Sequence[Sequence[int]],
+        lengths: Sequence[int],
+        action_tokens: Sequence[int],
+        total_tokens: int,
+    ) -> list[Pass]:
+        """This rank's micro-batches with their loss weights. Each micro-batch's loss is its
+        token mean; weighted by its share of the optimizer step's `total_tokens` action tokens
+        (over every rank) the sum of the passes' gradients is the token mean over the step.
+        Under ZeRO-2 every rank runs as many passes as the rank with the most; a rank with no
+        rows left to split runs an empty pass: the first pass's rows at weight 0."""
         passes = [list(rows) for rows in micro]
-        if self.stage != 2 or self.ranks.world == 1:
-            return passes
-        return split_to_count(passes, lengths, self.ranks.max_int(len(passes)))
+        if self.stage == 2 and self.ranks.world > 1:
+            passes = split_to_count(passes, lengths, self.ranks.max_int(len(passes)))
+        out = []
+        for rows in passes:
+            if not rows:
+                out.append(Pass(passes[0], 0.0, 0.0))
+                continue
+            share = sum(action_tokens[r] for r in rows) / total_tokens
+            out.append(Pass(rows, share, share * self.loss_scale))
+        return out
 
     def apply(self, finite: bool) -> float | None:
         """Reduce, clip and apply the accumulated gradients; returns their global norm (NaN when

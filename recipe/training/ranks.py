@@ -29,10 +29,14 @@ class Ranks:
 
     def block(self, n: int) -> range:
         """This rank's contiguous share of `n` items; `n` must divide evenly."""
+        return self.block_of(self.rank, n)
+
+    def block_of(self, rank: int, n: int) -> range:
+        """Rank `rank`'s contiguous share of `n` items."""
         if n % self.world:
             raise ValueError(f"{n} items do not split evenly over {self.world} ranks")
         size = n // self.world
-        return range(self.rank * size, (self.rank + 1) * size)
+        return range(rank * size, (rank + 1) * size)
 
     def gather(self, obj) -> list:
         """`obj` from every rank, in rank order (pickled; trajectories are small)."""

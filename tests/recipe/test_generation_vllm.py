@@ -211,7 +211,8 @@ def test_a_stage1_step_trains_and_the_next_rollout_uses_the_new_weights(
         metrics = (tmp_path / "run" / "metrics.jsonl").read_text()
         assert '"search/calls_per_sample"' in metrics and '"policy_loss"' in metrics
         (after,) = backend.generate(probe, SamplingParams(0.0))
-        updated = trainer.gen_model
+        assert trainer.gen_model is None  # vLLM holds the only other copy of the weights
+        updated = trainer.engine.module
         # The same greedy context now scores differently, exactly as the updated HF copy says.
         new = _policy_logprobs(updated, prompt + after.token_ids, FREE_TOKENS)
         torch.testing.assert_close(torch.tensor(after.logprobs), new, atol=2e-4, rtol=1e-4)

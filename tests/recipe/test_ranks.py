@@ -77,7 +77,7 @@ def _one_rank_update(tmp_path, ds_config: str = ZERO0, steps: tuple | None = Non
     else:
         trajectories, rewards = steps
     grads = gradients_at_step(one)
-    stats = one._update(collate(trajectories, rewards, one.tokenizer.pad_token_id), None)
+    stats = one.update(collate(trajectories, rewards, one.tokenizer.pad_token_id), None)
     return one, grads, stats, (trajectories, rewards)
 
 

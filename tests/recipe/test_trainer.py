@@ -22,6 +22,7 @@ from recipe.trainer import TrainingError
 from recipe.training.batch import collate
 from recipe.training.engine import SINGLE_RANK_ENV
 from recipe.training.logprobs import sequence_logprobs
+from recipe.training.update import micro_batches
 from rewards.stage import RewardResult
 from tests.recipe.tiny_world import REPO, tiny_trainer
 
@@ -36,9 +37,10 @@ def test_update_equals_a_plain_pytorch_step(tmp_path):
     rewards = [trainer.reward(t.response_text, t.golds).total for t in trajectories]
     assert len(set(rewards)) > 1  # a step with something to learn
     batch = collate(trajectories, rewards, trainer.tokenizer.pad_token_id)
-    assert len(trainer._micro_batches(batch)) > 1  # the step is split into several passes
+    passes = micro_batches(batch, range(len(batch)), trainer.tc.micro_batch_tokens)
+    assert len(passes) > 1  # the step is split into several passes
     plain = copy.deepcopy(trainer.engine.module)
-    trainer._update(batch, None)
+    trainer.update(batch, None)
 
     # The same step written plainly: one pass over the whole batch, AdamW, clipping.
     algo = trainer.cfg.algo
@@ -65,7 +67,7 @@ def test_update_equals_a_plain_pytorch_step(tmp_path):
     assert compared > 1000
     head = trainer.engine.module.get_output_embeddings().weight
     moved = head - trainer.gen_model.get_output_embeddings().weight
-    assert moved.abs().max() > 0  # the generation copy is synced by step(), not by _update
+    assert moved.abs().max() > 0  # the generation copy is synced by step(), not by the update
 
 
 def _run(run_dir: Path, steps: int, kill_after: int | None = None, signal: str = "SIGKILL"):

@@ -62,11 +62,14 @@ def test_masked_forward_equals_full_log_softmax(tiny_model):
     targets[0, [2, 3, 6]] = 1
     targets[1, [1, 4]] = 1
     with torch.no_grad():
-        values, logits = sequence_logprobs(tiny_model, ids, attention, targets, temperature=0.7)
+        values, entropy = sequence_logprobs(tiny_model, ids, attention, targets, temperature=0.7)
         full = torch.log_softmax(tiny_model(ids, attention_mask=attention).logits.float() / 0.7, -1)
-    assert logits.shape[0] == 5  # the head ran only where a target is predicted
-    for b, t in zip(*torch.nonzero(targets, as_tuple=True), strict=True):
+    assert entropy.shape[0] == 5  # the head ran only where a target is predicted
+    pairs = zip(*torch.nonzero(targets, as_tuple=True), strict=True)
+    for k, (b, t) in enumerate(pairs):
         assert values[b, t] == pytest.approx(full[b, t - 1, ids[b, t]].item(), abs=1e-5)
+        expected = -(full[b, t - 1].exp() * full[b, t - 1]).sum()
+        assert entropy[k] == pytest.approx(expected.item(), abs=1e-4)
     assert values[targets == 0].abs().max() == 0
     rows, positions = target_index(targets)
     assert positions.tolist() == [1, 2, 5, 0, 3]

@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from recipe.training.batch import collate  # noqa: E402
+from recipe.training.update import micro_batches  # noqa: E402
 from tests.recipe.tiny_world import tiny_trainer  # noqa: E402
 
 
@@ -56,11 +57,12 @@ def update(batch_file: str, out_file: str, run_dir: str, ds_config: str) -> None
     grads = gradients_at_step(trainer)
     rows = trainer.ranks.block(len(batch))
     groups = trainer.ranks.gather(sorted({int(batch.group_index[i]) for i in rows}))
-    micro = trainer._micro_batches(batch, rows)
+    micro = micro_batches(batch, rows, trainer.tc.micro_batch_tokens)
+    tokens = batch.action_mask.sum(dim=1).tolist()
     passes = trainer.ranks.gather(
-        (len(micro), len(trainer.optimizer_step.passes(micro, batch.lengths)))
+        (len(micro), len(trainer.optimizer_step.passes(micro, batch.lengths, tokens, 1)))
     )
-    stats = trainer._update(batch, None, rows)
+    stats = trainer.update(batch, None)
     if trainer.ranks.is_main:
         weights = {n: p.detach().clone() for n, p in trainer.engine.module.named_parameters()}
         out = {"grads": grads, "weights": weights, "groups": groups, "stats": stats}

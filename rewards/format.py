@@ -52,7 +52,7 @@ the end when none follows), stripped, when both tags occur anywhere; the queries
 from each begin-query tag to the next end-query tag when the counts rule holds (empty texts
 included), none otherwise.
 
-Rules of both families, each off by default (`RewardConfig`):
+``answer_too_long`` applies under both. So do these, each off by default (`RewardConfig`):
 - ``forbidden_word``: one of `forbidden_words` anywhere in the response, passages included.
 - ``answer_forbidden_word``: one of `answer_forbidden_words` in the answer.
 - ``cjk_outside_documents`` (`forbid_cjk`): a CJK ideograph (U+4E00-U+9FFF) once every span from

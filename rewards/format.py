@@ -246,6 +246,8 @@ def _check_sequence(response: str, tags: TagsConfig) -> FormatReport:
 def _check_counts(response: str, tags: TagsConfig) -> FormatReport:
     """The ``counts`` tag rules of the module docstring."""
     bq, eq, bd, ed = tags.begin_query, tags.end_query, tags.begin_docs, tags.end_docs
+    # The release's seven counts. "(1)" is the first passage's mark, which the environment
+    # writes with a `rollout.doc_template` that starts with "({rank})" (the default).
     layout_counts = {
         response.count(tag) for tag in (bq, eq, bd, ed, bd + "\n", bd + "\n(1)", ed + "\n\n")
     }
@@ -269,9 +271,18 @@ TAG_RULES = {"sequence": _check_sequence, "counts": _check_counts}
 
 
 def _outside_documents(response: str, tags: TagsConfig) -> str:
-    """`response` without any span from a begin-docs tag to the next end-docs tag."""
-    span = re.escape(tags.begin_docs) + ".*?" + re.escape(tags.end_docs)
-    return re.sub(span, "", response, flags=re.DOTALL)
+    """`response` without any span from a begin-docs tag to the next end-docs tag (what the
+    release's non-greedy regex removes, found in one pass: a begin-docs tag with no end-docs
+    tag after it ends the search, as no later one can have one either)."""
+    kept, position = [], 0
+    while (start := response.find(tags.begin_docs, position)) >= 0:
+        end = response.find(tags.end_docs, start + len(tags.begin_docs))
+        if end < 0:
+            break
+        kept.append(response[position:start])
+        position = end + len(tags.end_docs)
+    kept.append(response[position:])
+    return "".join(kept)
 
 
 def _has_cjk_ideograph(text: str) -> bool:

@@ -10,6 +10,7 @@ end reads "<|endoftext|>" too, which normalises to the extra token "endoftext".
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,11 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recipe.config import load_config
+from recipe.config import load_config, save_config
 from recipe.prompts import format_documents
 from recipe.retrieval.base import Passage
 from recipe.schema import RunConfig
-from rewards.format import check_format
+from rewards.format import _outside_documents, check_format
 from rewards.spec import RewardConfig, TagsConfig
 from rewards.stage import build_reward
 
@@ -260,6 +261,15 @@ def test_paper_configs_set_the_release_rules():
     assert PAPER2.reward.format_penalty == -2.0
 
 
+def test_the_release_rules_survive_the_saved_config_and_overrides(tmp_path):
+    # A run folder's config.yaml reproduces the rules; the lists take command-line overrides.
+    saved = save_config(PAPER2, tmp_path)
+    assert load_config(RunConfig, saved, []).reward == PAPER2.reward
+    overrides = ["reward.forbidden_words=[User]", "reward.judge_after_last="]
+    reward = load_config(RunConfig, CONFIGS / "paper" / "stage2.yaml", overrides).reward
+    assert reward.forbidden_words == ["User"] and reward.judge_after_last == ""
+
+
 def test_the_paper_prompt_ends_with_the_line_the_release_splits_on():
     from recipe.prompts import base_prompt
 
@@ -298,3 +308,11 @@ def test_release_rules_never_raise_and_report_is_consistent(text):
     assert report.n_queries == len(report.queries)
     assert len(set(report.violations)) == len(report.violations)
     assert report.answer is None or report.answer == report.answer.strip()
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=SOUP)
+def test_documents_are_removed_as_the_release_regex_removes_them(text):
+    # L243: re.sub(begin_docs + ".*?" + end_docs, "", solution, flags=re.DOTALL).
+    pattern = re.escape(BD) + ".*?" + re.escape(ED)
+    assert _outside_documents(text, T) == re.sub(pattern, "", text, flags=re.DOTALL)

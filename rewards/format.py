@@ -36,6 +36,29 @@ Rules, by violation name:
 - ``answer_has_tags``: a tag inside the answer block.
 - ``answer_empty``: only whitespace inside the answer block.
 - ``answer_too_long``: more than `max_answer_words` whitespace-separated words.
+
+Those are the ``sequence`` tag rules (`RewardConfig.tag_rules`, the default). The ``counts`` tag
+rules are the R1-Searcher Qwen reward server's (train/reward_server_qwen_zero.py; the row by row
+comparison is docs/reward_rules.md). They count tag strings over the whole response, the
+inserted passages included, and look at no order:
+- ``query_document_counts``: the begin-query, end-query, begin-docs and end-docs tags, a
+  begin-docs tag followed by a newline and by a newline and "(1)", and an end-docs tag followed
+  by two newlines do not all occur equally often (the environment's layout is
+  ``<end_query>\n\n<begin_docs>\n(1)...\n<end_docs>\n\n``).
+- ``think_counts``: a think-start tag, or not exactly one think-end tag.
+- ``answer_counts``: not exactly one answer-start and one answer-end tag.
+There the answer is the text after the last answer-start tag up to the next answer-end tag (to
+the end when none follows), stripped, when both tags occur anywhere; the queries are the texts
+from each begin-query tag to the next end-query tag when the counts rule holds (empty texts
+included), none otherwise.
+
+``answer_too_long`` applies under both. So do these, each off by default (`RewardConfig`):
+- ``forbidden_word``: one of `forbidden_words` anywhere in the response, passages included.
+- ``answer_forbidden_word``: one of `answer_forbidden_words` in the answer.
+- ``cjk_outside_documents`` (`forbid_cjk`): a CJK ideograph (U+4E00-U+9FFF) once every span from
+  a begin-docs tag to the next end-docs tag is removed.
+Before any rule reads it, `response_suffix` is appended to the response, and when
+`judge_after_last` is set only the text after its last occurrence is kept.
 """
 
 from __future__ import annotations
@@ -44,7 +67,7 @@ import functools
 import re
 from dataclasses import dataclass, field
 
-from rewards.spec import TagsConfig
+from rewards.spec import RewardConfig, TagsConfig
 
 
 @dataclass
@@ -186,9 +209,7 @@ def _answer_blocks(events: list[TagEvent]) -> list[tuple[int, int]]:
     return blocks[::-1]
 
 
-def _check_answer(
-    checker: _Checker, think_end: TagEvent | None, max_answer_words: int
-) -> str | None:
+def _check_answer(checker: _Checker, think_end: TagEvent | None) -> str | None:
     """Apply the answer rules; return the text of the last closed answer block, if any."""
     events = checker.written
     n_starts = sum(e.name == "answer_start" for e in events)
@@ -211,25 +232,109 @@ def _check_answer(
         checker.flag("answer_before_think_end")
     if answer is not None and not answer:
         checker.flag("answer_empty")
-    if answer is not None and len(answer.split()) > max_answer_words:
-        checker.flag("answer_too_long")
     return answer
 
 
-def check_format(
-    response: str, tags: TagsConfig | None = None, max_answer_words: int = 20
-) -> FormatReport:
-    """Check every rule of the module docstring; never raises on any response string."""
-    tags = TagsConfig() if tags is None else tags
-    response = response if isinstance(response, str) else ""
+def _check_sequence(response: str, tags: TagsConfig) -> FormatReport:
     checker = _Checker(response, scan_tags(response, tags))
     checker.run()
     think_end = _check_think_end(checker)
-    answer = _check_answer(checker, think_end, max_answer_words)
-    return FormatReport(
-        valid=not checker.violations,
-        n_queries=len(checker.queries),
-        queries=checker.queries,
-        answer=answer,
-        violations=checker.violations,
-    )
+    answer = _check_answer(checker, think_end)
+    return FormatReport(False, len(checker.queries), checker.queries, answer, checker.violations)
+
+
+def _check_counts(response: str, tags: TagsConfig) -> FormatReport:
+    """The ``counts`` tag rules of the module docstring."""
+    bq, eq, bd, ed = tags.begin_query, tags.end_query, tags.begin_docs, tags.end_docs
+    # The release's seven counts. "(1)" is the first passage's mark, which the environment
+    # writes with a `rollout.doc_template` that starts with "({rank})" (the default).
+    layout_counts = {
+        response.count(tag) for tag in (bq, eq, bd, ed, bd + "\n", bd + "\n(1)", ed + "\n\n")
+    }
+    violations, queries = [], []
+    if len(layout_counts) > 1:
+        violations.append("query_document_counts")
+    else:
+        queries = [piece.split(eq)[0].strip() for piece in response.split(bq)[1:]]
+    if response.count(tags.think_start) != 0 or response.count(tags.think_end) != 1:
+        violations.append("think_counts")
+    start, end = tags.answer_start, tags.answer_end
+    if response.count(start) != 1 or response.count(end) != 1:
+        violations.append("answer_counts")
+    answer = None
+    if start in response and end in response:
+        answer = response.split(start)[-1].split(end)[0].strip()
+    return FormatReport(False, len(queries), queries, answer, violations)
+
+
+TAG_RULES = {"sequence": _check_sequence, "counts": _check_counts}
+
+
+def _outside_documents(response: str, tags: TagsConfig) -> str:
+    """`response` without any span from a begin-docs tag to the next end-docs tag (what the
+    release's non-greedy regex removes, found in one pass: a begin-docs tag with no end-docs
+    tag after it ends the search, as no later one can have one either)."""
+    kept, position = [], 0
+    while (start := response.find(tags.begin_docs, position)) >= 0:
+        end = response.find(tags.end_docs, start + len(tags.begin_docs))
+        if end < 0:
+            break
+        kept.append(response[position:start])
+        position = end + len(tags.end_docs)
+    kept.append(response[position:])
+    return "".join(kept)
+
+
+def _has_cjk_ideograph(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+def _content_violations(
+    response: str, answer: str | None, tags: TagsConfig, rules: RewardConfig, max_words: int
+) -> list[str]:
+    """The rules of both families: the answer's length, forbidden words, CJK ideographs."""
+    found = []
+    if answer is not None and len(answer.split()) > max_words:
+        found.append("answer_too_long")
+    if any(word in response for word in rules.forbidden_words):
+        found.append("forbidden_word")
+    if answer is not None and any(word in answer for word in rules.answer_forbidden_words):
+        found.append("answer_forbidden_word")
+    if rules.forbid_cjk and _has_cjk_ideograph(_outside_documents(response, tags)):
+        found.append("cjk_outside_documents")
+    return found
+
+
+def judged_text(response: str, rules: RewardConfig) -> str:
+    """The text the rules read: `response_suffix` appended, then only the part after the last
+    `judge_after_last` when that is set."""
+    text = response + rules.response_suffix
+    if rules.judge_after_last:
+        text = text.split(rules.judge_after_last)[-1]
+    return text
+
+
+def check_format(
+    response: str,
+    tags: TagsConfig | None = None,
+    max_answer_words: int | None = None,
+    *,
+    rules: RewardConfig | None = None,
+) -> FormatReport:
+    """Check the rules `rules` selects (the module docstring); never raises on any response.
+
+    `rules` is the reward configuration whose format fields apply (`RewardConfig()`, the
+    recipe's rules, when None); `max_answer_words`, when given, replaces its word limit.
+    """
+    tags = TagsConfig() if tags is None else tags
+    rules = RewardConfig() if rules is None else rules
+    max_words = rules.max_answer_words if max_answer_words is None else max_answer_words
+    text = judged_text(response if isinstance(response, str) else "", rules)
+    if rules.tag_rules not in TAG_RULES:
+        raise ValueError(f"unknown tag_rules {rules.tag_rules!r}; known: {', '.join(TAG_RULES)}")
+    report = TAG_RULES[rules.tag_rules](text, tags)
+    for rule in _content_violations(text, report.answer, tags, rules, max_words):
+        if rule not in report.violations:
+            report.violations.append(rule)
+    report.valid = not report.violations
+    return report

@@ -49,6 +49,9 @@ TAG_PROFILES: dict[str, dict[str, str]] = {
 
 
 def _doc(default: Any, help: str) -> Any:
+    if isinstance(default, list):
+        value = default
+        return field(default_factory=lambda: list(value), metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 
@@ -86,7 +89,41 @@ class RewardConfig:
     metric_profile: Literal["squad", "r1searcher"] = _doc(
         "r1searcher", "Answer normalisation (rewards.metrics)."
     )
-    max_answer_words: int = _doc(20, "Longer answers break the format.")
+    # The format rules (rewards.format). The defaults are the recipe's own rules; the
+    # paper profile sets the R1-Searcher Qwen reward server's (docs/reward_rules.md).
+    tag_rules: Literal["sequence", "counts"] = _doc(
+        "sequence",
+        "How tags are checked: 'sequence' reads the order of the tags outside the environment's "
+        "document blocks; 'counts' counts tag strings over the whole response, documents "
+        "included, as the R1-Searcher Qwen reward server does.",
+    )
+    max_answer_words: int = _doc(20, "Answers of more whitespace-separated words break the format.")
+    forbidden_words: list[str] = _doc(
+        [],
+        "Strings that break the format anywhere in the response, inserted passages included "
+        "(R1-Searcher Qwen: Assistant, assistant).",
+    )
+    answer_forbidden_words: list[str] = _doc(
+        [],
+        "Strings that break the format inside the answer "
+        "(R1-Searcher Qwen: begin_of_query, begin_of_documents).",
+    )
+    forbid_cjk: bool = _doc(
+        False,
+        "CJK ideographs (U+4E00-U+9FFF) outside the spans from a begin-docs tag to the next "
+        "end-docs tag break the format.",
+    )
+    judge_after_last: str = _doc(
+        "",
+        "When set, only the response text after the last occurrence of this string is checked "
+        "and scored (R1-Searcher Qwen re-splits on the base prompt's last line, "
+        "'\\nAssistant: <think>').",
+    )
+    response_suffix: str = _doc(
+        "",
+        "Appended to the response before it is checked and scored (R1-Searcher Qwen appends "
+        "the tokenizer's EOS string, '<|endoftext|>').",
+    )
     w_retrieval: float = _doc(0.5, "stage1: weight of 'at least one well-formed query'.")
     w_format: float = _doc(0.5, "stage1: weight of 'the whole response is well formed'.")
     w_answer: float = _doc(0.0, "stage1: weight of answer cover-EM (R1-Searcher Llama: 1).")

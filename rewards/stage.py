@@ -73,7 +73,7 @@ class _StageReward:
     tags: TagsConfig
 
     def inspect(self, response: str, golds: Sequence[str]) -> tuple[FormatReport, dict]:
-        report = check_format(response, self.tags, self.cfg.max_answer_words)
+        report = check_format(response, self.tags, rules=self.cfg)
         has_answer = bool(report.answer)
         profile = self.cfg.metric_profile
         answer = report.answer or ""

@@ -317,7 +317,9 @@ def build(schema: type[T], tree: dict, sources: dict, prefix: str = "") -> T:
         tp = hints[name]
         if dataclasses.is_dataclass(tp) and not isinstance(value, _OverrideValue):
             kwargs[name] = build(tp, value or {}, sources, prefix=f"{path}.")
-        elif _section_of_map(tp) and not isinstance(value, _OverrideValue):
+        elif _section_of_map(tp):
+            if isinstance(value, _OverrideValue):  # `filter.sources={a: {path: x}}`, whole
+                value = yaml.safe_load(value.raw)
             kwargs[name] = _build_section_map(_section_of_map(tp), value, path, sources)
         else:
             kwargs[name] = _coerce(value, tp, Where(path, sources))

@@ -467,7 +467,7 @@ def _entry_point() -> str:
 
 
 def describe(schema: type, prefix: str = "") -> list[str]:
-    """One line per field: dotted path, type, default and help."""
+    """One line per field: dotted path, type, default, bounds and help."""
     lines = []
     hints = typing.get_type_hints(schema)
     for f in dataclasses.fields(schema):
@@ -481,7 +481,13 @@ def describe(schema: type, prefix: str = "") -> list[str]:
             lines.extend(describe(_section_of_map(tp), prefix=f"{prefix}{f.name}.<name>."))
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        bounds = "".join(
+            f", {sign} {f.metadata[key]}"
+            for key, sign, _ in _BOUNDS
+            if f.metadata.get(key) is not None
+        )
         lines.append(
-            f"{prefix}{f.name} ({_type_name(tp)}, default {default!r}): {f.metadata.get('help', '')}"
+            f"{prefix}{f.name} ({_type_name(tp)}, default {default!r}{bounds}): "
+            f"{f.metadata.get('help', '')}"
         )
     return lines

@@ -7,6 +7,13 @@ base's, section by section. Overrides `section.key=value` come last and are coer
 field's declared type. Unknown keys and wrong types raise `ConfigError` naming the full key path
 and the file (or "command line") that supplied the value. A field typed `dict[str, Section]`
 holds named sections (`sources: {hotpotqa: {path: ...}}`), each validated like any section.
+
+Bounds are declared with the field (`doc(..., ge=, gt=, le=, lt=)`), and a float must be finite
+unless `finite=False`. A rule across fields lives in the section's `__post_init__` (it then also
+holds for sections built in code) or `check_fields()` (checked only when a config is loaded);
+either raises `FieldError` with the keys it is about, and the error names each key's source.
+An entry point's rules that need more than the config (the environment, a model folder) go to
+`parse_cli(..., check=)`.
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ KILT_SAMPLE_ARGS := retriever.corpus=$(KILT_SAMPLE) retriever.corpus_format=kilt
 	retriever.index_dir=runs/index/kilt_sample
 # Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning teams
 # made each MiniLM query encode 4-10x slower (benchmarks/retrieval_service.py).
-RETRIEVAL_ENV := OMP_WAIT_POLICY=PASSIVE
+RETRIEVAL_ENV := OMP_WAIT_POLICY=PASSIVE MALLOC_ARENA_MAX=2
 
 .PHONY: index index-paper index-kilt-sample serve-retriever serve-retriever-kilt-sample bench
 index: $(INDEX_DIR)/manifest.json

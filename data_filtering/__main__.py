@@ -14,7 +14,7 @@ from data_filtering.config import FilterRunConfig
 from data_filtering.pipeline import FilterOutcome, run_filter
 from data_filtering.sources import SourceError
 from recipe.config import parse_cli
-from recipe.retrieval.manifest import IndexMismatch, IndexMissing
+from recipe.retrieval.base import RetrievalInputError
 
 DEFAULT_CONFIG = "configs/embedded/filter.yaml"
 
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_cli(FilterRunConfig, argv, default=DEFAULT_CONFIG)
     try:
         outcome = run_filter(cfg)
-    except (SourceError, IndexMissing, IndexMismatch, FileNotFoundError) as e:
+    except (SourceError, RetrievalInputError, FileNotFoundError) as e:
         message = " ".join(line.strip() for line in str(e).splitlines()) or type(e).__name__
         print(f"data_filtering: {message}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from data_filtering.sources import FORMATS, HF_FORMAT
-from recipe.config import doc
+from recipe.config import FieldError, doc
 from recipe.schema import RunConfig
 
 BUCKETS = ("easy", "medium", "difficult")
@@ -34,13 +34,12 @@ class SourceConfig:
         None,
         "Seeded sample of this many questions (null: all). The sample is a prefix of one "
         "seeded order, so growing it keeps every question (and result) already there.",
+        ge=1,
     )
 
     def __post_init__(self) -> None:
         if not self.path:
-            raise ValueError("path: a source needs a file, folder or dataset name")
-        if self.questions is not None and self.questions < 1:
-            raise ValueError(f"questions: must be at least 1 or null, got {self.questions}")
+            raise FieldError("path", "a source needs a file, folder or dataset name")
 
 
 @dataclass
@@ -56,9 +55,10 @@ class BucketConfig:
 
     def __post_init__(self) -> None:
         if not 1 < self.easy_below <= self.difficult_above:
-            raise ValueError(
-                f"buckets: need 1 < easy_below <= difficult_above, got "
-                f"{self.easy_below} and {self.difficult_above}"
+            raise FieldError(
+                ("easy_below", "difficult_above"),
+                f"need 1 < easy_below <= difficult_above, got "
+                f"{self.easy_below} and {self.difficult_above}",
             )
 
     def bucket(self, first_correct: int | None) -> str:
@@ -85,17 +85,21 @@ class FilterConfig:
         4,
         "Rollouts of every unfinished question per round; one round of all unfinished "
         "questions goes through the engine in batches of rollout.batch_size trajectories.",
+        ge=1,
     )
     max_rollouts: int = doc(
         20,
         "Cap per question: none correct within it means unsolved (bucket difficult). A multiple "
         "of rollouts_per_round, at least buckets.difficult_above. Raising it later continues "
         "the unsolved questions; earlier results stay valid.",
+        ge=1,
     )
     metric: Literal["cover_em", "em", "f1"] = doc(
         "cover_em", "Answer metric that decides a correct rollout (reward.metric_profile)."
     )
-    correct_at: float = doc(1.0, "A rollout is correct when its metric is at least this.")
+    correct_at: float = doc(
+        1.0, "A rollout is correct when its metric (in [0, 1]) is at least this.", gt=0, le=1
+    )
     buckets: BucketConfig = doc(BucketConfig(), "Bucket thresholds on rollouts-to-first-correct.")
     quotas: dict[str, dict[str, dict[str, int]]] = doc(
         {},
@@ -107,38 +111,40 @@ class FilterConfig:
 
     def __post_init__(self) -> None:
         if self.rollouts_per_round < 1:
-            raise ValueError(
-                f"rollouts_per_round: must be at least 1, got {self.rollouts_per_round}"
+            raise FieldError(
+                "rollouts_per_round", f"must be at least 1, got {self.rollouts_per_round}"
             )
         if self.max_rollouts % self.rollouts_per_round:
-            raise ValueError(
-                f"max_rollouts: {self.max_rollouts} is not a multiple of rollouts_per_round "
-                f"({self.rollouts_per_round})"
+            raise FieldError(
+                ("max_rollouts", "rollouts_per_round"),
+                f"max_rollouts {self.max_rollouts} is not a multiple of rollouts_per_round "
+                f"{self.rollouts_per_round}",
             )
         if self.max_rollouts < self.buckets.difficult_above:
-            raise ValueError(
-                f"max_rollouts: {self.max_rollouts} is below buckets.difficult_above "
-                f"({self.buckets.difficult_above}), so a question unsolved at the cap could "
-                "still be medium"
+            raise FieldError(
+                ("max_rollouts", "buckets.difficult_above"),
+                f"max_rollouts {self.max_rollouts} is below buckets.difficult_above "
+                f"{self.buckets.difficult_above}, so a question unsolved at the cap could "
+                "still be medium",
             )
         self._check_quotas()
 
     def _check_quotas(self) -> None:
         for stage, by_source in self.quotas.items():
             if not stage or "/" in stage or stage.startswith("."):
-                raise ValueError(f"quotas.{stage}: a stage name becomes a file name")
+                raise FieldError(f"quotas.{stage}", "a stage name becomes a file name")
             for source, by_bucket in by_source.items():
                 if source not in self.sources:
                     known = ", ".join(sorted(self.sources)) or "none"
-                    raise ValueError(f"quotas.{stage}.{source}: unknown source; sources: {known}")
+                    raise FieldError(
+                        f"quotas.{stage}.{source}", f"unknown source; sources: {known}"
+                    )
                 for bucket, count in by_bucket.items():
+                    where = f"quotas.{stage}.{source}.{bucket}"
                     if bucket not in BUCKETS:
-                        raise ValueError(
-                            f"quotas.{stage}.{source}.{bucket}: unknown bucket; "
-                            f"buckets: {', '.join(BUCKETS)}"
-                        )
+                        raise FieldError(where, f"unknown bucket; buckets: {', '.join(BUCKETS)}")
                     if count < 0:
-                        raise ValueError(f"quotas.{stage}.{source}.{bucket}: negative quota")
+                        raise FieldError(where, f"negative quota {count}")
 
 
 @dataclass

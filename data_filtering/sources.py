@@ -74,17 +74,27 @@ class LoadedSource:
         return dict(Counter(s.reason for s in self.skipped))
 
 
+def _not_utf8(where: str, error: UnicodeDecodeError) -> str:
+    byte = error.object[error.start]
+    return f"{where}: not UTF-8 text (byte {byte:#04x}); save the file as UTF-8"
+
+
 def _file_rows(path: Path) -> Iterator[tuple[str, object]]:
-    """(where, parsed row or RowError) for a JSON-list file or a jsonl file."""
-    with open(path) as f:
+    """(where, parsed row or RowError) for a JSON-list file or a jsonl file. Bytes are decoded
+    line by line, so a jsonl line that is not UTF-8 is one bad row like any other."""
+    with open(path, "rb") as f:
         head = f.read(1)
         while head and head.isspace():
             head = f.read(1)
         f.seek(0)
-        if head == "[":
+        if head == b"[":
+            raw = f.read()
             try:
-                rows = json.load(f)
-            except json.JSONDecodeError as e:  # the whole list is unreadable: fatal
+                rows = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:  # the whole list is unreadable: fatal
+                lineno = raw.count(b"\n", 0, e.start) + 1
+                raise SourceError(_not_utf8(f"{path}:{lineno}", e)) from None
+            except json.JSONDecodeError as e:
                 raise SourceError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from e
             for i, row in enumerate(rows):
                 yield f"{path} (record {i})", row
@@ -94,7 +104,9 @@ def _file_rows(path: Path) -> Iterator[tuple[str, object]]:
                 continue
             where = f"{path}:{lineno}"
             try:
-                yield where, json.loads(line)
+                yield where, json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                yield where, RowError(_not_utf8(where, e), "not_utf8")
             except json.JSONDecodeError as e:
                 yield where, RowError(f"{where}: not valid JSON: {e.msg}", "not_json")
 

@@ -91,19 +91,24 @@ class ColdStartConfig:
     dtype: str = doc(
         "float32", "Training and saved dtype (fp32 measured faster than bf16 on this CPU)."
     )
-    lr: float = doc(2e-4, "AdamW learning rate (issue 4: 3e-5 left the model never searching).")
-    weight_decay: float = doc(0.0, "AdamW weight decay.")
-    warmup_steps: int = doc(5, "Linear learning-rate warm-up steps, then linear decay to 0.")
-    epochs: int = doc(1, "Passes over the transcripts.")
-    step_tokens: int = doc(
-        2000, "Tokens (after the shared prompt prefix) per optimizer step; sets the step count."
+    lr: float = doc(
+        2e-4, "AdamW learning rate (issue 4: 3e-5 left the model never searching).", gt=0
     )
-    micro_batch_tokens: int = doc(2048, "Padded tokens of one forward/backward pass.")
-    max_grad_norm: float = doc(1.0, "Gradient clipping.")
+    weight_decay: float = doc(0.0, "AdamW weight decay.", ge=0)
+    warmup_steps: int = doc(5, "Linear learning-rate warm-up steps, then linear decay to 0.", ge=0)
+    epochs: int = doc(1, "Passes over the transcripts.", ge=1)
+    step_tokens: int = doc(
+        2000,
+        "Tokens (after the shared prompt prefix) per optimizer step; sets the step count.",
+        ge=1,
+    )
+    micro_batch_tokens: int = doc(2048, "Padded tokens of one forward/backward pass.", ge=1)
+    max_grad_norm: float = doc(1.0, "Gradient clipping.", gt=0)
     frozen_layers: int = doc(
         12,
         "Keep the token embeddings (tied to the output projection) and this many lowest decoder "
         "layers fixed; 0 trains everything. Backward then stops above them.",
+        ge=0,
     )
     shared_prefix: bool = doc(
         True,
@@ -117,8 +122,8 @@ class ColdStartConfig:
 class GateConfig:
     """Measured on task-world dev questions with the stage prompt, sampling at temperature 1."""
 
-    questions: int = doc(128, "Task-world dev questions (a seeded sample of both data sets).")
-    samples_per_question: int = doc(2, "Rollouts per question.")
+    questions: int = doc(128, "Task-world dev questions (a seeded sample of both data sets).", ge=1)
+    samples_per_question: int = doc(2, "Rollouts per question.", ge=1)
     retriever: str = doc(
         "bm25", "bm25: BM25 over the task corpus; config: the run config's retriever (dense)."
     )

@@ -37,9 +37,11 @@ class HistoryConfig:
     current_year: int = doc(2024, "the world's present: nobody dies and nothing is founded later")
     lifespan_min: int = doc(40, "shortest lifespan in years")
     lifespan_max: int = doc(95, "longest lifespan in years")
-    marriage_rate: float = doc(0.6, "chance that a person is married (to someone of similar age)")
+    marriage_rate: float = doc(
+        0.6, "chance that a person is married (to someone of similar age)", ge=0, le=1
+    )
     max_spouse_age_gap: int = doc(8, "largest birth-year gap between spouses")
-    parent_rate: float = doc(0.75, "chance that a person has parents in the world")
+    parent_rate: float = doc(0.75, "chance that a person has parents in the world", ge=0, le=1)
     parent_age_min: int = doc(20, "youngest age of a parent at a child's birth")
     parent_age_max: int = doc(42, "oldest age of a parent at a child's birth")
     max_children: int = doc(4, "most children per couple")
@@ -47,7 +49,10 @@ class HistoryConfig:
     career_start_age: int = doc(20, "youngest age at which someone directs, founds or stars")
     career_span: int = doc(50, "years after career start during which works are dated")
     repeat_creator_rate: float = doc(
-        0.35, "chance that a work goes to someone who already has that role (same director...)"
+        0.35,
+        "chance that a work goes to someone who already has that role (same director...)",
+        ge=0,
+        le=1,
     )
     city_founded_min: int = doc(900, "earliest city foundation year")
     city_founded_max: int = doc(1780, "latest city foundation year")
@@ -57,7 +62,7 @@ class HistoryConfig:
 
 @dataclass
 class ArticleConfig:
-    passage_words: int = doc(100, "a passage is sentences packed up to this many words")
+    passage_words: int = doc(100, "a passage is sentences packed up to this many words", ge=1)
     filler_min: int = doc(3, "fewest non-fact sentences per article")
     filler_max: int = doc(7, "most non-fact sentences per article")
 
@@ -89,8 +94,8 @@ class TwoWikiCounts:
 class QuestionConfig:
     hotpotqa: HotpotQACounts = doc(HotpotQACounts(), "HotpotQA-style question counts")
     twowiki: TwoWikiCounts = doc(TwoWikiCounts(), "2WikiMultiHopQA-style question counts")
-    yes_no_fraction: float = doc(0.35, "share of comparison questions answered yes/no")
-    yes_fraction: float = doc(0.5, "share of yes/no questions whose answer is yes")
+    yes_no_fraction: float = doc(0.35, "share of comparison questions answered yes/no", ge=0, le=1)
+    yes_fraction: float = doc(0.5, "share of yes/no questions whose answer is yes", ge=0, le=1)
     context_distractors: int = doc(8, "non-gold articles added to each record's context")
     attempts_per_question: int = doc(40, "sampling attempts per wanted question before giving up")
 

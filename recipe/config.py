@@ -7,16 +7,24 @@ base's, section by section. Overrides `section.key=value` come last and are coer
 field's declared type. Unknown keys and wrong types raise `ConfigError` naming the full key path
 and the file (or "command line") that supplied the value. A field typed `dict[str, Section]`
 holds named sections (`sources: {hotpotqa: {path: ...}}`), each validated like any section.
+
+Bounds are declared with the field (`doc(..., ge=, gt=, le=, lt=)`), and a float must be finite
+unless `finite=False`. A rule across fields lives in the section's `__post_init__` (it then also
+holds for sections built in code) or `check_fields()` (checked only when a config is loaded);
+either raises `FieldError` with the keys it is about, and the error names each key's source.
+An entry point's rules that need more than the config (the environment, a model folder) go to
+`parse_cli(..., check=)`.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,11 +46,15 @@ def doc(
     *,
     ge: float | None = None,
     gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    finite: bool = True,
     **kwargs: Any,
 ) -> Any:
-    """A dataclass field with a default and its one-line documentation; `ge` / `gt` bound a
-    number (a value outside is a `ConfigError` naming the key and its source)."""
-    metadata = {"help": help, "ge": ge, "gt": gt}
+    """A dataclass field with a default and its one-line documentation; `ge` / `gt` / `le` /
+    `lt` bound a number, and a float (or a float inside a list or mapping) must be finite unless
+    `finite=False` (a value outside is a `ConfigError` naming the key and its source)."""
+    metadata = {"help": help, "ge": ge, "gt": gt, "le": le, "lt": lt, "finite": finite}
     if isinstance(default, list | dict):
         value = default
         return dataclasses.field(default_factory=lambda: value.copy(), metadata=metadata, **kwargs)
@@ -56,14 +68,48 @@ def doc(
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
 
 
-def _check_bounds(value: Any, field: dataclasses.Field, where: str) -> None:
+class FieldError(ValueError):
+    """A section's own check failed (a rule across fields, or one `doc` bounds cannot say).
+
+    Raised from a section's `__post_init__` or `check_fields()`; `fields` are the keys (relative
+    to the section) the message is about, so the config loader can name where each came from.
+    """
+
+    def __init__(self, fields: str | Sequence[str], message: str) -> None:
+        super().__init__(message)
+        self.fields = (fields,) if isinstance(fields, str) else tuple(fields)
+
+
+_BOUNDS = (
+    ("ge", ">=", lambda v, b: v >= b),
+    ("gt", ">", lambda v, b: v > b),
+    ("le", "<=", lambda v, b: v <= b),
+    ("lt", "<", lambda v, b: v < b),
+)
+
+
+def _check_bounds(value: Any, field: dataclasses.Field, where: Where) -> None:
+    if field.metadata.get("finite", True):
+        _check_finite(value, where)
     if not isinstance(value, int | float) or isinstance(value, bool):
         return
-    ge, gt = field.metadata.get("ge"), field.metadata.get("gt")
-    if ge is not None and not value >= ge:
-        raise ConfigError(f"{where}: must be >= {ge}, got {value!r}")
-    if gt is not None and not value > gt:
-        raise ConfigError(f"{where}: must be > {gt}, got {value!r}")
+    for key, sign, holds in _BOUNDS:
+        bound = field.metadata.get(key)
+        if bound is not None and not holds(value, bound):
+            raise ConfigError(f"{where}: must be {sign} {bound}, got {value!r}")
+
+
+def _check_finite(value: Any, where: Where) -> None:
+    """NaN and infinities pass every comparison test the wrong way (a NaN bound check is
+    False for >= and <= alike), so floats are refused here first, in lists and mappings too."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: must be a finite number, got {value!r}")
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_finite(item, where.item(i))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, where.key(key))
 
 
 # ---------------------------------------------------------------- reading YAML with extends
@@ -133,8 +179,10 @@ def apply_overrides(tree: dict, overrides: Sequence[str], schema: type, sources:
         key_path, raw = item.split("=", 1)
         keys = key_path.strip().split(".")
         node = tree
-        for key in keys[:-1]:
+        for depth, key in enumerate(keys[:-1]):
             child = node.get(key)
+            if not isinstance(child, dict):  # a section (or named section) this override makes
+                sources[".".join(keys[: depth + 1])] = COMMAND_LINE
             node[key] = dict(child) if isinstance(child, dict) else {}
             node = node[key]
         node[keys[-1]] = _OverrideValue(raw)
@@ -161,7 +209,7 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
+def _coerce(value: Any, tp: Any, where: Where) -> Any:
     """Return `value` as type `tp` or raise ConfigError mentioning `where`."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -189,18 +237,18 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         item_tp = args[0] if args else Any
-        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_coerce(v, item_tp, where.item(i)) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         value_tp = args[1] if len(args) == 2 else Any
-        return {k: _coerce(v, value_tp, f"{where}.{k}") for k, v in value.items()}
+        return {k: _coerce(v, value_tp, where.key(k)) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         raise ConfigError(f"{where}: expected a section (mapping), got {value!r}")
     return _coerce_scalar(value, tp, where)
 
 
-def _coerce_scalar(value: Any, tp: Any, where: str) -> Any:
+def _coerce_scalar(value: Any, tp: Any, where: Where) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -276,15 +324,24 @@ def build(schema: type[T], tree: dict, sources: dict, prefix: str = "") -> T:
         tp = hints[name]
         if dataclasses.is_dataclass(tp) and not isinstance(value, _OverrideValue):
             kwargs[name] = build(tp, value or {}, sources, prefix=f"{path}.")
-        elif _section_of_map(tp) and not isinstance(value, _OverrideValue):
+        elif _section_of_map(tp):
+            if isinstance(value, _OverrideValue):  # `filter.sources={a: {path: x}}`, whole
+                value = yaml.safe_load(value.raw)
             kwargs[name] = _build_section_map(_section_of_map(tp), value, path, sources)
         else:
-            kwargs[name] = _coerce(value, tp, _where(path, sources))
-            _check_bounds(kwargs[name], fields[name], _where(path, sources))
+            kwargs[name] = _coerce(value, tp, Where(path, sources))
+            _check_bounds(kwargs[name], fields[name], Where(path, sources))
     try:
-        return schema(**kwargs)
+        section = schema(**kwargs)
+        check = getattr(section, "check_fields", None)
+        if check is not None:
+            check()
+    except FieldError as e:
+        blamed = ", ".join(_where(f"{prefix}{name}", sources) for name in e.fields)
+        raise ConfigError(f"{blamed}: {e}") from e
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{prefix.rstrip('.') or '<root>'}: {e}") from e
+    return section
 
 
 def _section_of_map(tp: Any) -> type | None:
@@ -304,22 +361,53 @@ def _build_section_map(section: type, value: Any, path: str, sources: dict) -> d
     }
 
 
-def _where(path: str, sources: dict) -> str:
-    source = sources.get(path)
-    while source is None and "." in path:
-        source = sources.get(path.rsplit(".", 1)[0])
-        path = path.rsplit(".", 1)[0]
-    return f"{path!s} (from {source or 'defaults'})"
+def _where(path: str, sources: dict, suffix: str = "") -> str:
+    """`path (from <file or command line or defaults>)`: the source of the key, else of the
+    nearest enclosing key that has one; `suffix` names a part of the value (a list item)."""
+    key = path
+    source = sources.get(key)
+    while source is None and "." in key:
+        key = key.rsplit(".", 1)[0]
+        source = sources.get(key)
+    return f"{path}{suffix} (from {source or 'defaults'})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Where:
+    """A key path being validated; prints as `path (from source)` in error messages. Mapping
+    keys are key paths of their own (an override may set one); list items share the list's
+    source (an override sets a list whole)."""
+
+    path: str
+    sources: dict
+    suffix: str = ""
+
+    def __str__(self) -> str:
+        return _where(self.path, self.sources, self.suffix)
+
+    def key(self, key: Any) -> Where:
+        if self.suffix:
+            return Where(self.path, self.sources, f"{self.suffix}.{key}")
+        return Where(f"{self.path}.{key}", self.sources)
+
+    def item(self, index: int) -> Where:
+        return Where(self.path, self.sources, f"{self.suffix}[{index}]")
 
 
 def load_config(
     schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()
 ) -> T:
     """Load `path` (and its `extends:` chain), apply overrides, validate into `schema`."""
+    return _load_with_sources(schema, path, overrides)[0]
+
+
+def _load_with_sources(
+    schema: type[T], path: str | Path | None, overrides: Sequence[str]
+) -> tuple[T, dict]:
     sources: dict = {}
     tree = load_yaml_tree(path, sources) if path is not None else {}
     tree = apply_overrides(tree, overrides, schema, sources)
-    return build(schema, tree, sources)
+    return build(schema, tree, sources), sources
 
 
 def to_dict(cfg: Any) -> dict:
@@ -333,11 +421,18 @@ def save_config(cfg: Any, run_dir: str | Path, name: str = "config.yaml") -> Pat
     return write_text(run_dir / name, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def parse_cli(schema: type[T], argv: Sequence[str] | None = None, default: str | None = None) -> T:
+def parse_cli(
+    schema: type[T],
+    argv: Sequence[str] | None = None,
+    default: str | None = None,
+    check: Callable[[T], None] | None = None,
+) -> T:
     """`--config FILE` (or `default`) followed by any number of `key.path=value` overrides.
 
     Meant for entry points: `-h`/`--help` prints every field and exits 0; a bad config exits 2
-    with the one-line message instead of a traceback.
+    with the one-line message instead of a traceback. `check(cfg)` adds the entry point's own
+    rules (the environment, files the config names); a `FieldError` it raises is reported the
+    same way, with the source of each key it names (keys are dotted paths from the top).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(arg in ("-h", "--help") for arg in argv):
@@ -359,10 +454,17 @@ def parse_cli(schema: type[T], argv: Sequence[str] | None = None, default: str |
             overrides.append(arg)
         i += 1
     try:
-        return load_config(schema, path, overrides)
+        cfg, sources = _load_with_sources(schema, path, overrides)
+        if check is not None:
+            check(cfg)
+    except FieldError as e:
+        blamed = ", ".join(_where(name, sources) for name in e.fields)
+        print(f"config error: {blamed}: {e}", file=sys.stderr)
+        raise SystemExit(2) from e
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         raise SystemExit(2) from e
+    return cfg
 
 
 def _entry_point() -> str:
@@ -372,7 +474,7 @@ def _entry_point() -> str:
 
 
 def describe(schema: type, prefix: str = "") -> list[str]:
-    """One line per field: dotted path, type, default and help."""
+    """One line per field: dotted path, type, default, bounds and help."""
     lines = []
     hints = typing.get_type_hints(schema)
     for f in dataclasses.fields(schema):
@@ -386,7 +488,13 @@ def describe(schema: type, prefix: str = "") -> list[str]:
             lines.extend(describe(_section_of_map(tp), prefix=f"{prefix}{f.name}.<name>."))
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        bounds = "".join(
+            f", {sign} {f.metadata[key]}"
+            for key, sign, _ in _BOUNDS
+            if f.metadata.get(key) is not None
+        )
         lines.append(
-            f"{prefix}{f.name} ({_type_name(tp)}, default {default!r}): {f.metadata.get('help', '')}"
+            f"{prefix}{f.name} ({_type_name(tp)}, default {default!r}{bounds}): "
+            f"{f.metadata.get('help', '')}"
         )
     return lines

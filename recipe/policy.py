@@ -6,6 +6,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from recipe.assets import resolve_model_path
+from recipe.model_files import check_model_files
 from recipe.schema import ModelConfig
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -30,6 +31,7 @@ def load_policy(model_cfg: ModelConfig):
     checkpoint (needs the `gguf` package), which is how SmolLM2 ships in the embedded setting.
     """
     path = resolve_model_path(model_cfg.path)
+    check_model_files(path)  # a truncated weight file is named, not a loader traceback
     model = AutoModelForCausalLM.from_pretrained(
         path, dtype=DTYPES[model_cfg.dtype], gguf_file=model_cfg.gguf_file
     )

@@ -37,8 +37,8 @@ class DataConfig:
     source_format: Literal["auto", "r1searcher", "hotpotqa", "2wiki", "flashrag", "qarecord"] = doc(
         "auto", "Record format of the files; auto detects it from the first record's keys."
     )
-    max_questions: int | None = doc(None, "Use only the first N training questions.")
-    eval_questions: int = doc(256, "Dev questions sampled (seeded) from `eval_files`.")
+    max_questions: int | None = doc(None, "Use only the first N training questions.", ge=1)
+    eval_questions: int = doc(256, "Dev questions sampled (seeded) from `eval_files`.", ge=0)
     eval_seed: int = doc(0, "Seed of the dev sample (the same questions for every stage).")
 
 
@@ -70,7 +70,7 @@ class RetrieverConfig:
     topk: int = doc(3, "Passages returned per query.", ge=1)
     url: str | None = doc(None, "Retrieval service URL; null searches in process.")
     host: str = doc("127.0.0.1", "Address the retrieval service binds.")
-    port: int = doc(8008, "Port the retrieval service binds.")
+    port: int = doc(8008, "Port the retrieval service binds.", ge=1, le=65535)
     timeout_s: float = doc(
         30.0, "Client: bound on each HTTP attempt, the whole reply included.", gt=0
     )
@@ -82,9 +82,9 @@ class RetrieverConfig:
     )
     passage_words: int = doc(100, "kilt reader: words per passage (R1-Searcher: 100).", ge=1)
     max_query_tokens: int = doc(128, "Query truncation for the encoder.", ge=1)
-    faiss_train_size: int = doc(200_000, "Vectors sampled to train IVF / SQ / PQ indexes.")
-    faiss_nprobe: int = doc(64, "IVF lists probed per query (IVF factories only).")
-    hnsw_ef_search: int = doc(128, "HNSW search breadth (HNSW factories only).")
+    faiss_train_size: int = doc(200_000, "Vectors sampled to train IVF / SQ / PQ indexes.", ge=1)
+    faiss_nprobe: int = doc(64, "IVF lists probed per query (IVF factories only).", ge=1)
+    hnsw_ef_search: int = doc(128, "HNSW search breadth (HNSW factories only).", ge=1)
     faiss_gpu: bool = doc(True, "Move the faiss index to all GPUs faiss-gpu sees (if any).")
     faiss_gpu_shard: bool = doc(
         True,
@@ -100,13 +100,14 @@ class RetrieverConfig:
         "Fail instead of searching on the CPU when faiss has no GPU support or sees no GPU "
         "(with faiss_gpu).",
     )
-    bm25_k1: float = doc(1.5, "BM25 term-frequency saturation.")
-    bm25_b: float = doc(0.75, "BM25 length normalisation.")
-    server_max_batch: int = doc(256, "Service: queries merged into one encode + search call.")
+    bm25_k1: float = doc(1.5, "BM25 term-frequency saturation.", ge=0)
+    bm25_b: float = doc(0.75, "BM25 length normalisation.", ge=0, le=1)
+    server_max_batch: int = doc(256, "Service: queries merged into one encode + search call.", ge=1)
     server_batch_wait_ms: float = doc(
         0.0,
         "Service: extra wait for more requests to batch (0: batch only those that queued "
         "while the previous batch ran, adding no latency).",
+        ge=0,
     )
     max_topk: int = doc(100, "The service answers 422 for a larger topk / k.", ge=1)
     retry_backoff_s: float = doc(
@@ -119,8 +120,13 @@ class RetrieverConfig:
 class RolloutConfig:
     backend: Literal["hf", "vllm"] = doc("hf", "Generation backend.")
     samples_per_prompt: int = doc(8, "Rollouts per question (the group for the baseline).", ge=1)
-    temperature: float = doc(1.0, "Sampling temperature.")
-    top_p: float = doc(1.0, "Nucleus sampling mass.")
+    temperature: float = doc(
+        1.0,
+        "Sampling temperature of the training and filtering rollouts (evaluation has its own "
+        "temperature fields, where 0 means greedy).",
+        gt=0,
+    )
+    top_p: float = doc(1.0, "Nucleus sampling mass.", gt=0, le=1)
     max_segment_tokens: int = doc(
         512, "Tokens the model may generate between two insertions.", ge=1
     )
@@ -152,6 +158,7 @@ class RolloutConfig:
         "vLLM: fraction of GPU memory for weights + cache (on the CPU build: of host memory, "
         "checked against what is free at start-up; set vllm_kv_cache_gb there instead).",
         gt=0,
+        le=1,
     )
     vllm_kv_cache_gb: float | None = doc(
         None, "vLLM: KV cache size in GiB; overrides gpu_memory_utilization when set.", gt=0
@@ -197,13 +204,17 @@ class AlgoConfig:
         "reinforce_pp_baseline", "Advantage estimator (recipe.algorithms registry)."
     )
     kl_estimator: Literal["k1", "k3"] = doc("k1", "KL(policy || reference) estimator.")
-    kl_coef: float = doc(1e-3, "KL weight.")
+    kl_coef: float = doc(1e-3, "KL weight.", ge=0)
     kl_in_reward: bool = doc(True, "Apply KL as a per-token reward penalty (else a loss term).")
-    clip_eps: float = doc(0.2, "PPO clip epsilon.")
-    gamma: float = doc(1.0, "Discount for returns.")
+    clip_eps: float = doc(
+        0.2, "PPO clip epsilon: the ratio is clipped to [1 - eps, 1 + eps].", gt=0, lt=1
+    )
+    gamma: float = doc(1.0, "Discount for returns.", ge=0, le=1)
     whiten: bool = doc(True, "Whiten advantages over the batch (action tokens only).")
-    whiten_eps: float = doc(1e-8, "Whitening: (x - mean) / sqrt(var + eps) over action tokens.")
-    grpo_std_eps: float = doc(1e-6, "grpo: added to the group std: (r - mean) / (std + eps).")
+    whiten_eps: float = doc(
+        1e-8, "Whitening: (x - mean) / sqrt(var + eps) over action tokens.", gt=0
+    )
+    grpo_std_eps: float = doc(1e-6, "grpo: added to the group std: (r - mean) / (std + eps).", gt=0)
     policy_loss: Literal["ppo_clip"] = doc("ppo_clip", "Policy loss (recipe.algorithms registry).")
 
 
@@ -211,29 +222,33 @@ class AlgoConfig:
 class TrainerConfig:
     run_name: str = doc("stage1", "Writes into runs/<run_name>/.")
     runs_dir: str = doc("runs", "Parent folder of all runs.")
-    lr: float = doc(2e-6, "Peak learning rate (AdamW).")
-    warmup_steps: int = doc(0, "Linear warm-up of the learning rate, in optimizer steps.")
+    lr: float = doc(2e-6, "Peak learning rate (AdamW).", gt=0)
+    warmup_steps: int = doc(0, "Linear warm-up of the learning rate, in optimizer steps.", ge=0)
     lr_decay: bool = doc(
         False, "Decay the learning rate linearly to 0 at the run's last optimizer step."
     )
-    weight_decay: float = doc(0.0, "AdamW weight decay.")
+    weight_decay: float = doc(0.0, "AdamW weight decay.", ge=0)
     steps: int = doc(
         100,
         "RL steps: rollout batches. Each makes ppo_epochs x updates_per_rollout optimizer "
         "steps, which is what the learning-rate schedule counts.",
+        ge=1,
     )
-    prompts_per_step: int = doc(8, "Questions per rollout batch (x rollout.samples_per_prompt).")
+    prompts_per_step: int = doc(
+        8, "Questions per rollout batch (x rollout.samples_per_prompt).", ge=1
+    )
     updates_per_rollout: int = doc(
         1,
         "Optimizer steps per pass over a rollout batch: its groups are split into this many "
         "equal mini-batches (the R1-Searcher release: 64 questions x 16 samples rolled out, "
         "4 updates of 256 samples).",
+        ge=1,
     )
     micro_batch_tokens: int = doc(
-        8192, "Token budget of one forward/backward pass (rows x longest row)."
+        8192, "Token budget of one forward/backward pass (rows x longest row).", ge=1
     )
     ppo_epochs: int = doc(
-        1, "Passes over each rollout batch (each makes updates_per_rollout steps)."
+        1, "Passes over each rollout batch (each makes updates_per_rollout steps).", ge=1
     )
     old_logprobs: Literal["recompute", "sampler"] = doc(
         "recompute",
@@ -241,8 +256,8 @@ class TrainerConfig:
         "the first update, free: it is the first epoch's forward) or sampler (the rollout "
         "backend's, which differ by the generation copy's precision).",
     )
-    max_grad_norm: float = doc(1.0, "Gradient clipping (DeepSpeed `gradient_clipping`).")
-    frozen_layers: int = doc(0, "Fix the embeddings and the lowest N decoder layers.")
+    max_grad_norm: float = doc(1.0, "Gradient clipping (DeepSpeed `gradient_clipping`).", gt=0)
+    frozen_layers: int = doc(0, "Fix the embeddings and the lowest N decoder layers.", ge=0)
     gradient_checkpointing: bool = doc(
         False,
         "Recompute each decoder layer's activations in backward instead of keeping them "
@@ -254,8 +269,10 @@ class TrainerConfig:
         "weights; for CPU (on GPU the DeepSpeed config's bf16 section does this instead).",
     )
     deepspeed_config: str = doc("configs/deepspeed/zero2.json", "DeepSpeed JSON.")
-    save_every: int = doc(50, "Resume checkpoint + HF export every N steps (0: only the end).")
-    keep_checkpoints: int = doc(2, "Resume checkpoints kept (oldest deleted first).")
+    save_every: int = doc(
+        50, "Resume checkpoint + HF export every N steps (0: only the end).", ge=0
+    )
+    keep_checkpoints: int = doc(2, "Resume checkpoints kept (oldest deleted first).", ge=1)
     resume: str = doc(
         "auto",
         "auto: resume from the run folder's latest checkpoint when there is one; off: start "
@@ -263,7 +280,7 @@ class TrainerConfig:
     )
     eval_at_start: bool = doc(True, "Evaluate the initial policy on the dev sample (step 0).")
     eval_at_end: bool = doc(True, "Evaluate the final policy on the dev sample.")
-    eval_temperature: float = doc(0.0, "Dev evaluation temperature (0: greedy).")
+    eval_temperature: float = doc(0.0, "Dev evaluation temperature (0: greedy).", ge=0)
     compare_with: str | None = doc(
         None, "An earlier run folder whose final dev predictions the summary pairs with ours."
     )
@@ -271,13 +288,14 @@ class TrainerConfig:
         3,
         "Consecutive optimizer steps with a non-finite loss or gradient (each skipped) before "
         "the run stops.",
+        ge=1,
     )
     seed: int = doc(0, "Global seed (torch, numpy, python, data order).")
 
 
 @dataclass
 class LoggingConfig:
-    log_every: int = doc(1, "Write metrics every N steps.")
+    log_every: int = doc(1, "Write metrics every N steps.", ge=1)
     tensorboard: bool = doc(True, "Write TensorBoard events under runs/<run>/tensorboard.")
     save_trajectories: bool = doc(True, "Write every step's trajectories to trajectories.jsonl.")
     progress: bool = doc(True, "Show a tqdm bar over the steps.")

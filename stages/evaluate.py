@@ -29,14 +29,11 @@ from pathlib import Path
 from data_filtering.sources import SourceError, load_questions
 from recipe.atomic import write_json, write_jsonl, write_text
 from recipe.config import parse_cli, save_config, to_dict
-from recipe.eval_report import goal_checks, report_markdown, results_table
-from recipe.evaluation import evaluate, read_predictions, sample_questions, summarize
-from recipe.judge import JudgeError
-from recipe.policy import load_policy
 from recipe.retrieval.base import RetrievalInputError
-from recipe.retrieval.client import RetrievalError
-from recipe.rollout import build_rollout_engine
 from recipe.schema import RunConfig
+
+# recipe.evaluation, recipe.eval_report, recipe.policy and recipe.rollout bring torch and
+# transformers; they are imported where used, so that a config error is reported at once.
 
 DEFAULT_CONFIG = "configs/embedded/eval.yaml"
 BASELINE_SEARCH = {"naive": "off", "rag": "once"}
@@ -58,6 +55,8 @@ def method_model(cfg: RunConfig, method: str) -> tuple[str, str]:
 
 def load_datasets(cfg: RunConfig) -> dict[str, list]:
     """The seeded question sample of every data set (the same for every method)."""
+    from recipe.evaluation import sample_questions
+
     datasets = {}
     for name, files in cfg.eval.datasets.items():
         records = [r for path in files for r in load_questions(path, cfg.data.source_format)]
@@ -119,6 +118,8 @@ class MethodRunner:
                     f"model folder {path} does not exist (the trained policies come from "
                     "`make stage1 stage2`, the ablation's from `make ablation`)"
                 )
+            from recipe.policy import load_policy
+
             try:
                 model, tokenizer = load_policy(dataclasses.replace(self.cfg.model, path=path))
             except OSError as e:
@@ -136,6 +137,8 @@ class MethodRunner:
             "digest": _digest(run_settings(self.cfg, method, dataset, temperature, seed or 0))
         }
         if path.exists() and stamp.exists() and json.loads(stamp.read_text()) == digest:
+            from recipe.evaluation import read_predictions
+
             self.reused.append(name)
             rows = read_predictions(path)
         else:
@@ -152,6 +155,9 @@ class MethodRunner:
         return rows
 
     def _roll_out(self, method: str, name: str, records, temperature: float, seed: int):
+        from recipe.evaluation import evaluate
+        from recipe.rollout import build_rollout_engine
+
         model_path, search = method_model(self.cfg, method)
         model, tokenizer = self._policy(model_path)
         rollout = dataclasses.replace(
@@ -184,6 +190,9 @@ def _setting(cfg: RunConfig, datasets: dict[str, list]) -> dict:
 
 def run_evaluation(cfg: RunConfig, retriever) -> dict:
     """Every method on every data set; writes the run folder and returns metrics.json's dict."""
+    from recipe.eval_report import goal_checks, report_markdown
+    from recipe.evaluation import summarize
+
     out_dir = Path(cfg.eval.out_dir)
     save_config(cfg, out_dir)
     datasets = load_datasets(cfg)
@@ -227,9 +236,11 @@ def _plot_curves(cfg: RunConfig, out_dir: Path) -> tuple[str | None, list[str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from recipe.retrieval.client import build_retriever
-
     cfg = parse_cli(RunConfig, argv, default=DEFAULT_CONFIG)
+    from recipe.eval_report import results_table
+    from recipe.judge import JudgeError
+    from recipe.retrieval.client import RetrievalError, build_retriever
+
     try:
         metrics = run_evaluation(cfg, build_retriever(cfg.retriever))
     except (EvaluationError, SourceError, FileNotFoundError, RetrievalInputError) as e:

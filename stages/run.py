@@ -17,14 +17,11 @@ import sys
 from collections.abc import Sequence
 
 from data_filtering.sources import SourceError, load_questions
-from recipe.config import parse_cli
-from recipe.policy import load_policy
+from recipe.config import FieldError, parse_cli
 from recipe.retrieval.base import RetrievalInputError
-from recipe.retrieval.client import RetrievalError
 from recipe.schema import RunConfig
-from recipe.trainer import Trainer, TrainingError
-from recipe.training.engine import training_dtype
 from rewards.stage import build_reward
+from stages.config_checks import check_frozen_layers, check_stage_config
 
 
 def load_records(files: Sequence[str], fmt: str, limit: int | None = None) -> list:
@@ -34,7 +31,11 @@ def load_records(files: Sequence[str], fmt: str, limit: int | None = None) -> li
 
 def run_stage(cfg: RunConfig, **trainer_kwargs) -> dict:
     """Build the stage's parts from `cfg` and train; returns the run summary."""
+    # torch, transformers and DeepSpeed load here, after the config was read and checked.
+    from recipe.policy import load_policy
     from recipe.retrieval.client import build_retriever
+    from recipe.trainer import Trainer
+    from recipe.training.engine import training_dtype
 
     data = cfg.data
     train = load_records(data.train_files, data.source_format, data.max_questions)
@@ -47,15 +48,23 @@ def run_stage(cfg: RunConfig, **trainer_kwargs) -> dict:
         model, tokenizer = load_policy(dataclasses.replace(cfg.model, dtype=dtype))
     except OSError as e:  # a missing folder, or a hub id this machine cannot download
         raise FileNotFoundError(f"model.path {cfg.model.path}: {e}") from e
+    # A GGUF file has no config.json for the check before loading.
+    check_frozen_layers(cfg, getattr(model.config, "num_hidden_layers", None))
     trainer = Trainer(cfg, model, tokenizer, retriever, reward, train, dev, **trainer_kwargs)
     return trainer.fit()
 
 
 def main(default_config: str, argv: Sequence[str] | None = None) -> int:
-    cfg = parse_cli(RunConfig, argv, default=default_config)
+    cfg = parse_cli(RunConfig, argv, default=default_config, check=check_stage_config)
+    from recipe.retrieval.client import RetrievalError
+    from recipe.training.errors import TrainingError
+
     name = f"stages ({cfg.trainer.run_name})"
     try:
         summary = run_stage(cfg)
+    except FieldError as e:
+        print(f"config error: {', '.join(e.fields)}: {e}", file=sys.stderr)
+        return 2
     except (SourceError, FileNotFoundError, RetrievalInputError) as e:
         print(f"{name}: {e}", file=sys.stderr)
         return 2

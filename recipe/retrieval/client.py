@@ -2,8 +2,9 @@
 
 `build_retriever(retriever_cfg)` returns
 - `retriever.url` null: the index in `retriever.index_dir` opened in this process;
-- `retriever.url` set: `HttpRetriever`, which checks `GET /health` at start-up and bounds every
-  attempt (connect, send, the whole reply) by `timeout_s`, so a server that trickles its reply
+- `retriever.url` set: `HttpRetriever`, which checks `GET /health` at start-up (a server
+  without it, such as Search-R1's `retrieval_server.py`, is checked with one probe query
+  instead) and bounds every attempt (connect, send, the whole reply) by `timeout_s`, so a server that trickles its reply
   cannot hold a step; it retries transport errors, timeouts and 5xx answers `max_retries` times
   with exponential backoff, then raises `RetrievalUnavailable`, so training fails fast within
   (max_retries + 1) * timeout_s plus the backoff instead of hanging on a dead service;
@@ -15,6 +16,7 @@ one backend call per turn for the distinct uncached queries, and an LRU cache ke
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -40,14 +42,34 @@ class RetrievalUnavailable(RetrievalError):
 class RetrievalRequestError(RetrievalError):
     """The service refused a request (4xx); retrying the same request would not help."""
 
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RetrievalCheckFailed(RetrievalError):
+    """The start-up check failed: no `GET /health`, and a probe query did not work either."""
+
 
 class RetrievalResponseError(RetrievalError):
     """A 200 reply that is not the service's JSON: `retriever.url` is likely another server."""
 
 
+PROBE_QUERY = "retrieval service check"
+NO_HEALTH_ROUTE = (404, 405)
+
+
+def content_id(contents: str) -> str:
+    """A stable id for a document served without one (Search-R1's BM25 server returns title,
+    text and contents only): the same passage gets the same id in every reply and run."""
+    return "sha1:" + hashlib.sha1(contents.encode("utf-8")).hexdigest()[:16]
+
+
 def _passage_of(document: dict) -> Passage:
-    title, _, text = document["contents"].partition("\n")
-    return Passage(str(document["id"]), title, text)
+    contents = document["contents"]
+    title, _, text = contents.partition("\n")
+    pid = document.get("id")
+    return Passage(content_id(contents) if pid is None else str(pid), title, text)
 
 
 def _hits_of(result: object, n_queries: int) -> list[list[Hit]]:
@@ -57,7 +79,7 @@ def _hits_of(result: object, n_queries: int) -> list[list[Hit]]:
     try:
         return [[Hit(_passage_of(e["document"]), float(e["score"])) for e in es] for es in result]
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise ValueError(f"an entry lacks document.id / document.contents / score ({e!r})") from e
+        raise ValueError(f"an entry lacks document.contents / score ({e!r})") from e
 
 
 class HttpRetriever:
@@ -107,7 +129,8 @@ class HttpRetriever:
         if response.status_code >= 400:
             raise RetrievalRequestError(
                 f"{method} {self.url}{path} refused with HTTP {response.status_code}: "
-                f"{response.text[:500]}"
+                f"{response.text[:500]}",
+                response.status_code,
             )
         return response
 
@@ -138,7 +161,21 @@ class HttpRetriever:
         return reply
 
     def health(self) -> dict:
-        return self._request("GET", "/health")
+        """The service's `GET /health` reply (its limits); a server without the route (Search-R1's
+        `retrieval_server.py`) is checked with one probe query instead and reports no limits."""
+        try:
+            return self._request("GET", "/health")
+        except RetrievalRequestError as e:
+            if e.status not in NO_HEALTH_ROUTE:
+                raise
+        try:
+            self.search([PROBE_QUERY], 1)
+        except RetrievalError as e:
+            raise RetrievalCheckFailed(
+                f"{self.url} has no GET /health and a probe query failed: {e}; set "
+                "retriever.health_check=false to start without the check"
+            ) from None
+        return {}
 
     def _server_max_chars(self) -> int | None:
         """The query limit the service reported at its health check (it refuses longer)."""

@@ -2,7 +2,9 @@
 
 The index maps a query to row numbers; the doc store maps a row to its `Passage` by reading one
 line at a known byte offset, so a 21M-passage Wikipedia never sits in memory as Python strings.
-Reads use `os.pread`, which is safe from several threads at once.
+Reads use `os.pread`, which is safe from several threads at once. The last offset is the
+documents file's size, so a store cut short (a copy that stopped, a full disk) is refused when
+it is opened rather than at the first search that reaches a lost passage.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from recipe.atomic import atomic_file
-from recipe.retrieval.base import Passage
+from recipe.retrieval.base import Passage, RetrievalInputError
 
 DOCS_FILE = "docs.jsonl"
 OFFSETS_FILE = "docs.offsets.npy"
@@ -38,6 +40,13 @@ def write_docstore(passages: Iterable[Passage], out_dir: str | Path) -> int:
     return len(offsets) - 1
 
 
+class DocStoreDamaged(RetrievalInputError, RuntimeError):
+    """The doc store's files disagree with each other or with the index manifest."""
+
+
+REBUILD_HINT = "copy the index folder again or rebuild it (build_index --overwrite)"
+
+
 def docstore_exists(index_dir: str | Path) -> bool:
     index_dir = Path(index_dir)
     return (index_dir / DOCS_FILE).is_file() and (index_dir / OFFSETS_FILE).is_file()
@@ -46,10 +55,28 @@ def docstore_exists(index_dir: str | Path) -> bool:
 class DocStore:
     """Read-only `Sequence[Passage]` over a folder written by `write_docstore`."""
 
-    def __init__(self, index_dir: str | Path) -> None:
+    def __init__(self, index_dir: str | Path, expected_count: int | None = None) -> None:
+        """`expected_count`: the passage count the index manifest recorded at build time."""
         index_dir = Path(index_dir)
-        self.offsets = np.load(index_dir / OFFSETS_FILE, mmap_mode="r")
+        self._fd = -1
+        try:
+            self.offsets = np.load(index_dir / OFFSETS_FILE, mmap_mode="r")
+        except ValueError as e:  # a .npy file cut short
+            raise DocStoreDamaged(
+                f"{index_dir / OFFSETS_FILE} is unreadable ({e}); {REBUILD_HINT}"
+            ) from None
         self._fd = os.open(index_dir / DOCS_FILE, os.O_RDONLY)
+        size, expected = os.fstat(self._fd).st_size, int(self.offsets[-1])
+        if size != expected:
+            raise DocStoreDamaged(
+                f"{index_dir / DOCS_FILE} is {size} bytes where {OFFSETS_FILE} says {expected} "
+                f"({len(self)} passages); {REBUILD_HINT}"
+            )
+        if expected_count is not None and len(self) != expected_count:
+            raise DocStoreDamaged(
+                f"{index_dir / OFFSETS_FILE} lists {len(self)} passages where the index manifest "
+                f"says {expected_count}; {REBUILD_HINT}"
+            )
 
     def __len__(self) -> int:
         return len(self.offsets) - 1

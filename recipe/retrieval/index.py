@@ -316,7 +316,7 @@ def open_index(cfg: RetrieverConfig, *, encoder=None) -> Retriever:
     """The in-process retriever over a built index; refuses one that does not match `cfg`."""
     manifest = read_manifest(cfg.index_dir)
     check_manifest(cfg, manifest)
-    store = DocStore(cfg.index_dir)
+    store = DocStore(cfg.index_dir, expected_count=manifest.get("count"))
     if cfg.kind == "bm25":
         return BM25Retriever.load(cfg.index_dir, store)
     index = faiss.read_index(str(Path(cfg.index_dir) / INDEX_FILE))

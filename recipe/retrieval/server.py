@@ -17,12 +17,18 @@ through `MicroBatcher`, off the event loop; a batch that fails is retried reques
 so one bad request does not fail the others.
 
 `main` exits 2 with one line on stderr for a user's mistake (no index, an index of other
-inputs, an encoder that does not load), as it does for a bad config.
+inputs, an encoder that does not load), as it does for a bad config. It caps glibc's malloc
+arenas at `SERVICE_MALLOC_ARENAS` unless `MALLOC_ARENA_MAX` is set: with glibc's default (up to
+8 per core, one per thread that meets contention) the dense service's resident memory crept up
+250-430 MB over bursts of requests, and stayed flat with two (`make serve-retriever` sets the
+variable itself).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import sys
 from contextlib import asynccontextmanager
 
@@ -36,6 +42,21 @@ from recipe.retrieval.batching import MicroBatcher
 from recipe.schema import RetrieverConfig, RunConfig
 
 log = logging.getLogger(__name__)
+SERVICE_MALLOC_ARENAS = 2
+M_ARENA_MAX = -8  # glibc's malloc.h
+
+
+def limit_malloc_arenas(arenas: int = SERVICE_MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas for the rest of this process (arenas are made lazily, so a cap
+    set before the service's threads start holds for them); True when set. `MALLOC_ARENA_MAX`
+    in the environment wins, and a C library other than glibc is left as it is."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return mallopt(M_ARENA_MAX, arenas) == 1
 
 
 class RetrieveRequest(BaseModel):
@@ -149,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = parse_cli(RunConfig, argv if argv is not None else sys.argv[1:]).retriever
+    limit_malloc_arenas()
     try:
         retriever = open_index(cfg)
     except RetrievalInputError as e:

@@ -41,12 +41,24 @@ def test_the_shipped_filter_configs_load():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("filter.quotas.stage1.hotpot.medium=3", "quotas.stage1.hotpot: unknown source"),
-        ("filter.quotas.stage1.hotpotqa.hard=3", "quotas.stage1.hotpotqa.hard: unknown bucket"),
-        ("filter.buckets.difficult_above=9", "max_rollouts: 4 is below buckets.difficult_above"),
+        (
+            "filter.quotas.stage1.hotpot.medium=3",
+            "quotas.stage1.hotpot (from command line): unknown source",
+        ),
+        (
+            "filter.quotas.stage1.hotpotqa.hard=3",
+            "quotas.stage1.hotpotqa.hard (from command line): unknown bucket",
+        ),
+        (
+            "filter.buckets.difficult_above=9",
+            "filter.buckets.difficult_above (from command line): max_rollouts 4 is below",
+        ),
         ("filter.rollouts_per_round=3", "not a multiple"),
         ("filter.rollouts_per_round=4", None),
-        ("filter.sources.x.questions=2", "sources.x: path: a source needs a file"),
+        (
+            "filter.sources.x.questions=2",
+            "sources.x.path (from command line): a source needs a file",
+        ),
         ("filter.metrc=em", "filter.metrc (from command line): unknown key"),
     ],
 )

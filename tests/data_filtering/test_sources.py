@@ -234,3 +234,27 @@ def test_the_config_offers_exactly_the_loader_formats():
     hints = typing.get_type_hints(DataConfig)
     assert typing.get_args(hints["source_format"]) == ("auto", *FORMATS)
     assert typing.get_args(typing.get_type_hints(SourceConfig)["format"]) == SOURCE_FORMATS
+
+
+LATIN1_ROW = '{"idx": 2, "question": "Who painted Guernica?", "answer": "Pablo Picasso"}'
+
+
+def test_a_line_that_is_not_utf8_is_named_strictly_and_skipped_when_filtering(tmp_path):
+    path = tmp_path / "q.jsonl"
+    rows = ['{"idx": 1, "question": "q1", "answer": "a"}', LATIN1_ROW.replace("a", "\xe1", 1)]
+    path.write_bytes("\n".join(rows[:1]).encode() + b"\n" + rows[1].encode("latin-1") + b"\n")
+    with pytest.raises(SourceError, match=r"q\.jsonl:2: not UTF-8 text \(byte 0xe1\); save"):
+        load_questions(path)
+    loaded = read_source(path)
+    assert [r.id for r in loaded.records] == ["1"]
+    assert loaded.skip_counts() == {"not_utf8": 1}
+    assert loaded.skipped[0].where == f"{path}:2"
+
+
+def test_a_json_list_that_is_not_utf8_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "q.json"
+    text = '[\n  {"_id": "a", "question": "q", "answer": "x"},\n  ' + LATIN1_ROW + "\n]\n"
+    path.write_bytes(text.replace("Picasso", "Pic\xe0sso").encode("latin-1"))
+    for read in (load_questions, read_source):
+        with pytest.raises(SourceError, match=r"q\.json:3: not UTF-8 text \(byte 0xe0\)"):
+            read(path)

@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recipe.config import ConfigError, describe, doc, load_config, parse_cli, save_config
+from recipe.config import (
+    ConfigError,
+    FieldError,
+    describe,
+    doc,
+    load_config,
+    parse_cli,
+    save_config,
+)
 from recipe.schema import RunConfig, TagsConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -236,3 +244,66 @@ def test_parse_cli_help_and_errors_exit_cleanly(capsys):
     with pytest.raises(SystemExit) as e:
         parse_cli(RunConfig, ["--config"])
     assert e.value.code == 2
+
+
+@dataclass
+class Bounded:
+    share: float = doc(0.5, "a fraction", gt=0, le=1)
+    eps: float = doc(0.2, "below one", ge=0, lt=1)
+    weights: dict[str, float] = doc({"a": 1.0}, "finite values")
+    limit: float = doc(1.0, "may be infinite", finite=False)
+    low: int = doc(1, "a lower end")
+    high: int = doc(2, "an upper end")
+
+    def check_fields(self) -> None:
+        if self.low > self.high:
+            raise FieldError(("low", "high"), f"low {self.low} is above high {self.high}")
+
+
+@dataclass
+class WithBounded:
+    part: Bounded = doc(Bounded(), "a bounded section")
+    goals: dict[str, float] = doc({}, "named numbers")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("part.share=0", "must be > 0, got 0.0"),
+        ("part.share=1.5", "must be <= 1, got 1.5"),
+        ("part.eps=1", "must be < 1, got 1.0"),
+        ("part.eps=-0.1", "must be >= 0, got -0.1"),
+        ("part.share=nan", "must be a finite number, got nan"),
+        ("part.eps=-inf", "must be a finite number, got -inf"),
+    ],
+)
+def test_bounds_and_finiteness_name_the_key_and_its_source(override, message):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError) as e:
+        load_config(WithBounded, None, [override])
+    assert str(e.value) == f"{key} (from command line): {message}"
+
+
+def test_finite_floats_in_mappings_and_the_opt_out():
+    with pytest.raises(ConfigError, match=r"^part\.weights\.b \(from command line\): must be a"):
+        load_config(WithBounded, None, ["part.weights={a: 1.0, b: .nan}"])
+    assert load_config(WithBounded, None, ["part.limit=inf"]).part.limit == float("inf")
+    assert any("(float, default 0.5, > 0, <= 1)" in line for line in describe(WithBounded))
+
+
+def test_a_rule_across_fields_blames_where_each_value_came_from(tmp_path):
+    path = write(tmp_path / "c.yaml", {"part": {"high": 3}})
+    with pytest.raises(ConfigError) as e:
+        load_config(WithBounded, path, ["part.low=5"])
+    assert str(e.value) == (
+        f"part.low (from command line), part.high (from {path}): low 5 is above high 3"
+    )
+
+
+def test_a_command_line_key_inside_a_file_section_is_blamed_on_the_command_line(tmp_path):
+    path = write(tmp_path / "c.yaml", {"goals": {"rag": 0.1}})
+    with pytest.raises(ConfigError, match=r"^goals\.naive \(from command line\): must be a fin"):
+        load_config(WithBounded, path, ["goals.naive=nan"])
+    nan_file = write(tmp_path / "n.yaml", {"goals": {"rag": float("nan")}})
+    with pytest.raises(ConfigError, match=rf"^goals\.rag \(from {nan_file}\): must be a finite"):
+        load_config(WithBounded, nan_file)

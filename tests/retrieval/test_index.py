@@ -228,3 +228,33 @@ def test_a_factory_that_fails_to_train_keeps_the_embeddings(dense_cfg, minilm_en
     build_index(replace(cfg, faiss_factory="IVF2,Flat"), encoder=counting, progress=False)
     assert counting.encoded == 0
     assert read_manifest(cfg.index_dir)["identity"]["faiss_factory"] == "IVF2,Flat"
+
+
+def test_a_truncated_doc_store_is_refused_when_opened(bm25_cfg, capsys):
+    from recipe.retrieval.docstore import DOCS_FILE, OFFSETS_FILE, DocStoreDamaged
+    from recipe.retrieval.server import main as serve_main
+
+    build_index(bm25_cfg, progress=False)
+    folder = Path(bm25_cfg.index_dir)
+    docs, offsets = folder / DOCS_FILE, folder / OFFSETS_FILE
+    whole_docs, whole_offsets = docs.read_bytes(), offsets.read_bytes()
+    docs.write_bytes(whole_docs[:-40])  # the last passage cut off: a copy that stopped
+    with pytest.raises(DocStoreDamaged, match=rf"{docs} is {len(whole_docs) - 40} bytes where"):
+        open_index(bm25_cfg)
+    args = [f"retriever.{k}={getattr(bm25_cfg, k)}" for k in ("kind", "corpus", "index_dir")]
+    assert serve_main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"server: {docs} is ") and "build_index --overwrite" in err
+    docs.write_bytes(whole_docs)
+    offsets.write_bytes(whole_offsets[:-16])
+    with pytest.raises(DocStoreDamaged, match=rf"{offsets} is unreadable"):
+        open_index(bm25_cfg)
+    # Both files cut at the same passage agree with each other, not with the manifest's count.
+    count = len(FACTS)
+    offsets.write_bytes(whole_offsets)
+    store = DocStore(folder)
+    kept = [store[i] for i in range(count - 1)]
+    store.close()
+    write_docstore(kept, folder)
+    with pytest.raises(DocStoreDamaged, match=f"lists {count - 1} passages where the index"):
+        open_index(bm25_cfg)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import platform
+import shutil
+import subprocess
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
+import pytest
 
 from recipe.retrieval.bm25 import BM25Retriever
-from recipe.retrieval.server import create_app
+from recipe.retrieval.server import SERVICE_MALLOC_ARENAS, create_app, limit_malloc_arenas
 from recipe.schema import RetrieverConfig
 
 from .conftest import FACTS, passages_of
@@ -121,3 +126,21 @@ def test_a_query_with_no_utf8_form_answers_422(dense_retriever, dense_cfg, serve
                 assert "query 1 is not valid Unicode text" in reply.json()["detail"]
             fine = client.post("/queries", json={"queries": ["Paris"], "k": 1}).json()
             assert fine["answers"][0][0].startswith("Paris\n")
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc arenas")
+def test_the_service_caps_malloc_arenas_unless_the_environment_says(monkeypatch):
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert limit_malloc_arenas() is True
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make")
+def test_make_serve_retriever_starts_the_service_with_two_malloc_arenas():
+    repo = Path(__file__).resolve().parents[2]
+    plan = subprocess.run(
+        ["make", "-n", "serve-retriever"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout
+    [command] = [line for line in plan.splitlines() if "-m recipe.retrieval.server" in line]
+    assert f"MALLOC_ARENA_MAX={SERVICE_MALLOC_ARENAS} " in command

@@ -43,7 +43,7 @@ def sample_questions(records: Sequence, n: int, seed: int) -> list:
 def score_trajectory(t: Trajectory, tags: TagsConfig, reward_cfg: RewardConfig) -> dict:
     """One question's scores: EM, cover-EM and F1 under the reward's profile (plain keys) and
     under both normalisation profiles ("f1@squad" ...), search, format and document checks."""
-    report = check_format(t.response_text, tags, reward_cfg.max_answer_words)
+    report = check_format(t.response_text, tags, rules=reward_cfg)
     answer, profile = report.answer or "", reward_cfg.metric_profile
 
     def scored(metric, profile):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 
 import pytest
 import torch
@@ -232,3 +233,49 @@ def test_a_stage1_step_trains_and_the_next_rollout_uses_the_new_weights(
         )
     finally:
         backend.close()
+
+
+def test_two_ranks_each_train_with_an_engine_in_their_own_process(tmp_path):
+    """Two ranks under the DeepSpeed launcher (gloo): each builds its vLLM engine inside its own
+    process, rolls out its own question of each step, keeps no generation copy, and after
+    training its engine samples with the trainer's weights; one checkpoint and resume."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from recipe.ports import free_port
+    from recipe.training.engine import SINGLE_RANK_ENV
+    from tests.recipe.tiny_world import REPO
+
+    def launch(steps: int, out: Path) -> None:
+        out.mkdir()
+        launcher = Path(sys.executable).parent / "deepspeed"
+        command = [str(launcher), "--num_gpus", "2", "--no_local_rank"]
+        command += ["--master_port", str(free_port()), str(REPO / "tests/recipe/two_ranks.py")]
+        command += ["fit_vllm", str(tmp_path / "run"), str(steps), str(out)]
+        env = {k: v for k, v in os.environ.items() if k not in SINGLE_RANK_ENV}
+        env.pop("MASTER_PORT", None)
+        env.update(PYTHONPATH=str(REPO), OMP_WAIT_POLICY="PASSIVE", DS_BUILD_OPS="0")
+        done = subprocess.run(
+            command, env=env, cwd=REPO, capture_output=True, text=True, timeout=900
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    launch(1, tmp_path / "first")
+    launch(2, tmp_path / "resumed")  # resumes from the step-1 checkpoint, trains step 2
+    metrics = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(m)["step"] for m in metrics if '"policy_loss"' in m] == [1, 2]
+    ranks = [torch.load(tmp_path / "resumed" / f"rank{r}.pt") for r in (0, 1)]
+    assert ranks[0]["pid"] != ranks[1]["pid"]
+    for rank in ranks:
+        assert rank["engine_in_process"] and not rank["generation_copy"]
+        assert len(rank["rolled"]) == 1  # one question of the step's two
+        assert rank["engine_tokens"] == rank["trainer_argmax"]
+        torch.testing.assert_close(
+            torch.tensor(rank["engine_logprobs"]),
+            torch.tensor(rank["trainer_logprobs"]),
+            atol=2e-4,
+            rtol=1e-4,
+        )
+    assert ranks[0]["rolled"] != ranks[1]["rolled"]

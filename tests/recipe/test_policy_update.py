@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from demo.world import DEMO_RECORDS
-from recipe.algorithms import ppo_clip_loss, register_policy_loss
+from recipe.algorithms import POLICY_LOSSES, ppo_clip_loss
 from recipe.training.batch import collate
 from recipe.training.engine import training_dtype
 from recipe.training.errors import TrainingError
@@ -88,7 +88,6 @@ NAN_FIRST = "nan_on_first_call"
 _calls: list[torch.Tensor] = []
 
 
-@register_policy_loss(NAN_FIRST)
 def _nan_on_first_call(logprobs, old_logprobs, advantages, action_mask, clip_eps=0.2):
     """PPO-clip, except that its first call in a test returns NaN (a non-finite first pass)."""
     _calls.append(old_logprobs.detach().clone())
@@ -96,11 +95,13 @@ def _nan_on_first_call(logprobs, old_logprobs, advantages, action_mask, clip_eps
     return (loss * torch.nan if len(_calls) == 1 else loss), diagnostics
 
 
-def test_a_skipped_first_epoch_leaves_the_next_its_behaviour_logprobs(tmp_path):
+def test_a_skipped_first_epoch_leaves_the_next_its_behaviour_logprobs(tmp_path, monkeypatch):
     """ppo_epochs 2, old log-probs recomputed: epoch 1's first pass is non-finite and the step
     is skipped; epoch 2 still divides by the log-probs of the policy that sampled, on every
     row (never zeros for rows epoch 1 did not reach)."""
     trainer = tiny_trainer(tmp_path / "run", steps=1, ppo_epochs=2, micro_batch_tokens=300)
+    # Registered for this test only: the registry must list exactly the config's choices.
+    monkeypatch.setitem(POLICY_LOSSES, NAN_FIRST, _nan_on_first_call)
     trainer.cfg.algo.policy_loss = NAN_FIRST
     batch = _step_batch(trainer)
     sampler = copy.deepcopy(trainer.engine.module)

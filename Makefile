@@ -28,7 +28,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	touch $@
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

@@ -166,6 +166,7 @@ serve-retriever-kilt-sample: $(STAMP)
 		$(KILT_SAMPLE_ARGS) $(ARGS)
 
 bench: $(STAMP)
+	$(EMBEDDED) $(PY) -m benchmarks.machine_limit
 	$(EMBEDDED) $(RETRIEVAL_ENV) $(PY) -m benchmarks.retrieval_recall
 	$(EMBEDDED) $(RETRIEVAL_ENV) $(PY) -m benchmarks.index_options
 	$(EMBEDDED) $(RETRIEVAL_ENV) $(PY) -m benchmarks.retrieval_service

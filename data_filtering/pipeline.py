@@ -11,6 +11,7 @@ a complete run), so editing thresholds, quotas or the selection seed just resele
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import time
@@ -36,6 +37,7 @@ from data_filtering.report import SourceSummary, summarize_source, write_report
 from data_filtering.results import ResultsStore, question_check
 from data_filtering.select import StageSelection, bucket_pools, select_stages, write_stage_files
 from data_filtering.sources import SourceError, read_source
+from recipe.run_lock import folder_lock
 
 DIFFICULTY_DIR = "difficulty"
 RESULTS_FILE = "results.jsonl"
@@ -101,7 +103,14 @@ def run_filter(
     tokenizer=None,
     after_call=None,
 ) -> FilterOutcome:
-    """The whole run; `runner` defaults to the reference policy's rollouts (built lazily)."""
+    """The whole run; `runner` defaults to the reference policy's rollouts (built lazily).
+    The output folder is locked for its duration (`recipe.run_lock`): one filter writes it."""
+    rank = int(os.environ.get("RANK", "0") or 0)
+    with folder_lock(cfg.filter.output_dir, rank, "filter"):
+        return _run_filter(cfg, runner, tokenizer, after_call)
+
+
+def _run_filter(cfg: FilterRunConfig, runner, tokenizer, after_call) -> FilterOutcome:
     started = time.perf_counter()
     fc = cfg.filter
     out = Path(fc.output_dir)

@@ -278,6 +278,19 @@ class TrainerConfig:
         "auto: resume from the run folder's latest checkpoint when there is one; off: start "
         "afresh (an existing run folder is an error); or a checkpoint folder's path.",
     )
+    resume_allow_changes: list[str] = doc(
+        [],
+        "Settings a resume may change from the run's own (run_settings.json lists them: the "
+        "model, the training questions, the rollout shape, reward, algorithm, optimizer), as "
+        "dotted keys (data.train_files, trainer.lr ...) or all; each change is recorded in "
+        "resumes.jsonl. Any other difference refuses the resume.",
+    )
+    checkpoint_hash_limit_mb: float = doc(
+        64.0,
+        "Checkpoint files up to this size get a SHA-256 in the checkpoint's MANIFEST.json; "
+        "larger ones only their size. Resume skips a checkpoint whose files differ.",
+        ge=0,
+    )
     eval_at_start: bool = doc(True, "Evaluate the initial policy on the dev sample (step 0).")
     eval_at_end: bool = doc(True, "Evaluate the final policy on the dev sample.")
     eval_temperature: float = doc(0.0, "Dev evaluation temperature (0: greedy).", ge=0)

@@ -211,7 +211,13 @@ def run_evaluation(cfg: RunConfig, retriever) -> dict:
                     runner.rows(method, dataset, records, cfg.eval.sample_temperature, seed)
                 )
     summaries = {m: {d: summarize(r) for d, r in by_d.items()} for m, by_d in rows.items()}
-    checks = goal_checks(rows, cfg.eval.goal_policy, cfg.eval.goals)
+    checks = goal_checks(
+        rows,
+        cfg.eval.goal_policy,
+        cfg.eval.goals,
+        bootstrap_samples=cfg.eval.bootstrap_samples,
+        bootstrap_seed=cfg.eval.bootstrap_seed,
+    )
     curves, notes = _plot_curves(cfg, out_dir)
     if runner.reused:
         notes.append(

@@ -19,6 +19,10 @@ DEFAULT_CONFIG = "configs/embedded/miniwiki.yaml"
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print(USAGE)
+        print("\n`python -m miniwiki build --help` lists every key of the config.")
+        return 0
     if not argv or argv[0] != "build":
         print(USAGE, file=sys.stderr)
         return 2

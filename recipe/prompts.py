@@ -58,7 +58,7 @@ _BASE_QUESTION = "\nUser:{question}\nAssistant: {think_start}"
 BASE_PROMPT_TEMPLATE = _BASE_TASK + _ANSWER_FORMAT + "\n" + _BASE_SEARCH + _BASE_QUESTION
 SYSTEM_PROMPT_TEMPLATE = _SYSTEM_TASK + _ANSWER_FORMAT + "\n" + _SYSTEM_SEARCH
 
-# The baselines' prompts (issue 12): the same wording without the search instructions, since
+# The baselines' prompts: the same wording without the search instructions, since
 # naive generation and standard RAG cannot search; RAG adds the passages retrieved for the
 # question before it (FlashRAG's standard-RAG layout: the references, then the question).
 ANSWER_ONLY_BASE_TEMPLATE = _BASE_TASK + _ANSWER_FORMAT + "\n{references}" + _BASE_QUESTION

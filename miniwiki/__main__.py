@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     args = argv[1:]
     force = "--force" in args
     args = [a for a in args if a != "--force"]
-    cfg = parse_cli(MiniwikiConfig, args, default=DEFAULT_CONFIG)  # exits 2 on a bad config
+    cfg = parse_cli(
+        MiniwikiConfig, args, default=DEFAULT_CONFIG, usage=USAGE
+    )  # exits 2 on a bad config
     try:
         summary = build(cfg, force=force)
     except (WorldTooSmall, WorldsOverlap) as e:

@@ -11,7 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-from recipe.config import describe, doc
+from recipe.config import doc
+from recipe.config_fields import describe
 from rewards.spec import RewardConfig, TagsConfig  # the reward specification's own sections
 
 
@@ -385,7 +386,7 @@ class RunConfig:
     algo: AlgoConfig = doc(AlgoConfig(), "Advantage, KL and policy loss.")
     trainer: TrainerConfig = doc(TrainerConfig(), "Optimisation and checkpoints.")
     logging: LoggingConfig = doc(LoggingConfig(), "Metrics and trajectory logs.")
-    eval: EvalConfig = doc(EvalConfig(), "`python -m recipe.evaluate`: methods, data sets, report.")
+    eval: EvalConfig = doc(EvalConfig(), "`python -m stages.evaluate`: methods, data sets, report.")
 
 
 def section_names() -> list[str]:

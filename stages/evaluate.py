@@ -120,10 +120,7 @@ class MethodRunner:
                 )
             from recipe.policy import load_policy
 
-            try:
-                model, tokenizer = load_policy(dataclasses.replace(self.cfg.model, path=path))
-            except OSError as e:
-                raise EvaluationError(f"model folder {path}: {e}") from e
+            model, tokenizer = load_policy(dataclasses.replace(self.cfg.model, path=path))
             self.loaded = (path, model, tokenizer)
         return self.loaded[1], self.loaded[2]
 

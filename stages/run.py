@@ -56,11 +56,8 @@ def _run_stage(cfg: RunConfig, trainer_kwargs: dict) -> dict:
     reward = build_reward(cfg.reward, cfg.tags)
     retriever = build_retriever(cfg.retriever)  # before the model: a dead service fails fast
     # Loaded in the dtype DeepSpeed trains in; `model.dtype` is the generation copy's.
-    try:
-        dtype = training_dtype(cfg.trainer)
-        model, tokenizer = load_policy(dataclasses.replace(cfg.model, dtype=dtype))
-    except OSError as e:  # a missing folder, or a hub id this machine cannot download
-        raise FileNotFoundError(f"model.path {cfg.model.path}: {e}") from e
+    dtype = training_dtype(cfg.trainer)
+    model, tokenizer = load_policy(dataclasses.replace(cfg.model, dtype=dtype))
     # A GGUF file has no config.json for the check before loading.
     check_frozen_layers(cfg, getattr(model.config, "num_hidden_layers", None))
     trainer = Trainer(cfg, model, tokenizer, retriever, reward, train, dev, **trainer_kwargs)

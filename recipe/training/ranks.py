@@ -44,6 +44,19 @@ class Ranks:
         rank's: unit g goes to rank g mod world, so the shares differ by at most one."""
         return index % self.world == self.rank
 
+    def share(self, items: Sequence) -> list:
+        """This rank's items when item i is rank i mod world's."""
+        return list(items[self.rank :: self.world])
+
+    def gather_shares(self, mine: Sequence, n: int) -> list:
+        """Every rank's `share` results put back in item order (n items in all), everywhere."""
+        if self.world == 1:
+            return list(mine)
+        out: list = [None] * n
+        for rank, part in enumerate(self.gather(list(mine))):
+            out[rank :: self.world] = part
+        return out
+
     def gather(self, obj) -> list:
         """`obj` from every rank, in rank order (pickled; trajectories are small)."""
         if self.world == 1:

@@ -2,8 +2,8 @@
 
 Estimates every sampled question's difficulty with the reference policy (resuming earlier work),
 buckets the questions, writes each stage's file and the report, and ends with one summary line.
-Under a launcher (`deepspeed --num_gpus N -m data_filtering ...`) every rank rolls out its share
-and rank 0 writes the files and prints the summary.
+Under a launcher (`deepspeed --num_gpus N --no_local_rank --module data_filtering ...`) every
+rank rolls out its share and rank 0 writes the files and prints the summary.
 Exit status: 0 done; 2 for a bad config or unusable input (one line, no traceback).
 """
 

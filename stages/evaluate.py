@@ -1,7 +1,7 @@
 """The evaluation: baselines and trained policies, same model family, retriever, top-k and prompt.
 
     python -m stages.evaluate [--config configs/embedded/eval.yaml] [key.path=value ...]
-    deepspeed --num_gpus N --no_local_rank -m stages.evaluate ...   (questions over N ranks)
+    deepspeed --num_gpus N --no_local_rank --module stages.evaluate ...   (questions over N ranks)
 
 Every method in `eval.methods` runs on every data set in `eval.datasets` (a seeded sample of
 `eval.questions`, the same questions for every method), greedy unless `eval.temperature` says

@@ -10,7 +10,8 @@
 Under a launcher (`deepspeed --num_gpus N --no_local_rank --module data_filtering`, or torchrun),
 every rank loads the reference policy on its own device and rolls out its share of each round's
 engine calls; rank 0 alone checks the manifest, merges the rank files, selects and writes the
-stage files and the report. The output folder must be one every rank can read and write (one node, or shared).
+stage files and the report. Every rank must reach the output folder (one node, or a shared
+file system).
 
 Rerunning with the same reference policy rolls out only questions not finished yet (none after
 a complete run), so editing thresholds, quotas or the selection seed just reselects.

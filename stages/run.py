@@ -4,8 +4,9 @@
 
 Questions come through `data_filtering` (any supported file format), the reward from the
 `rewards` registry, the retriever from the config (in process or over HTTP), the policy from
-`model.path` (a Hugging Face folder; stage 2's is stage 1's `final/` export). Exit status: 0
-when the stage finished, 2 for a bad config or missing input (one line, no traceback), 1 when
+`model.path` (a Hugging Face folder; stage 2's is stage 1's `final/` export). On GPUs the
+memory plan (`python -m stages.plan`) runs first. Exit status: 0 when the stage finished, 2 for
+a bad config, missing input or a plan that does not fit (one line, no traceback), 1 when
 training stopped (the message says why; a rerun resumes from the last checkpoint).
 """
 
@@ -22,6 +23,7 @@ from recipe.retrieval.base import RetrievalInputError
 from recipe.schema import RunConfig
 from rewards.stage import build_reward
 from stages.config_checks import check_frozen_layers, check_stage_config
+from stages.plan import gpu_startup_refusal
 
 
 def load_records(files: Sequence[str], fmt: str, limit: int | None = None) -> list:
@@ -60,6 +62,10 @@ def main(default_config: str, argv: Sequence[str] | None = None) -> int:
     from recipe.training.errors import TrainingError
 
     name = f"stages ({cfg.trainer.run_name})"
+    refusal = gpu_startup_refusal(cfg)  # before any model loads, on every rank alike
+    if refusal:
+        print(f"{name}: {refusal}", file=sys.stderr)
+        return 2
     try:
         summary = run_stage(cfg)
     except FieldError as e:

@@ -89,8 +89,10 @@ class MemoryPlan:
         for phase in self.phases:
             lines.append(f"{phase.name} phase, per GPU:")
             for row in phase.rows:
-                mark = " (not at once with the other marked row)" if row.alternative else ""
-                lines.append(f"  {row.name:<44} {row.bytes / GB:7.2f} GB  {row.note}{mark}")
+                note = row.note
+                if row.alternative:
+                    note = f"{note} (not at once with the other such row)".strip()
+                lines.append(f"  {row.name:<44} {row.bytes / GB:7.2f} GB  {note}".rstrip())
             lines.append(f"  {'total':<44} {phase.total() / GB:7.2f} GB")
         lines.extend(f"note: {w}" for w in self.warnings)
         lines.append(self.verdict())
@@ -275,9 +277,11 @@ def build_plan(cfg: RunConfig, arch: Architecture, hw: Hardware, deepspeed: dict
         buckets = [Row("reduce buckets", size * e * n, f"{n} x {size:.0e} x {e} B")]
     context = [Row("CUDA context (allowance)", CUDA_CONTEXT_BYTES, "")]
     index = index_row(hw, cfg)
-    # A row wider than the budget gets a pass of its own; at worst every token is a target.
+    # A row wider than the budget gets a pass of its own. Targets: at worst every token of a
+    # pass within the budget, or every sampled token of a lone wider row.
     tokens = max(tc.micro_batch_tokens, ro.vllm_max_model_len or 0)
-    targets = tokens
+    sampled = min(ro.max_response_tokens, (ro.max_retrievals + 1) * ro.max_segment_tokens)
+    targets = min(tokens, max(tc.micro_batch_tokens, sampled))
     acts = activation_rows(arch, e, tokens, targets, tc.gradient_checkpointing)
     copies = policy_copy_rows(cfg, params)
     update = Phase(

@@ -185,6 +185,16 @@ def vllm_rows(cfg: RunConfig, arch: Architecture, hw: Hardware, params: int) -> 
     ]
 
 
+def hf_cache_row(cfg: RunConfig, arch: Architecture) -> Row:
+    """The HF backend's KV cache: `rollout.batch_size` rows at the longest response (their
+    prompts not counted)."""
+    ro = cfg.rollout
+    per_token = arch.kv_bytes_per_token(DTYPE_BYTES[cfg.model.dtype])
+    size = ro.batch_size * ro.max_response_tokens * per_token
+    note = f"{ro.batch_size} rows x {ro.max_response_tokens} tokens, prompts not counted"
+    return Row("HF generation KV cache", size, note)
+
+
 def kv_warnings(cfg: RunConfig, arch: Architecture, kv_bytes: int) -> list[str]:
     ro = cfg.rollout
     per_token = arch.kv_bytes_per_token(DTYPE_BYTES[cfg.model.dtype])
@@ -308,6 +318,10 @@ def build_plan(cfg: RunConfig, arch: Architecture, hw: Hardware, deepspeed: dict
             knobs = rollout_knobs + knobs
         else:
             knobs = knobs + rollout_knobs
+    else:
+        resident = [module, optimizer, *buckets, *copies]
+        phases.append(Phase("rollout", [*resident, hf_cache_row(cfg, arch), *context, *index]))
+        knobs.append("rollout.batch_size")
     phases.append(update)
     if stage < 2:
         knobs.append("deepspeed zero_optimization.stage 2")

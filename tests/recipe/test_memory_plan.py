@@ -174,8 +174,11 @@ def test_hf_backend_and_kl_add_their_policy_copies_and_an_index_shard():
     arch = KNOWN["qwen2.5-1.5b"]
     hw = Hardware(4, int(80 * GB), colocated_index_bytes=int(40 * GB))
     plan = build_plan(cfg, arch, hw, BF16_ZERO2)
-    [update] = plan.phases
+    rollout, update = plan.phases
     rows = {r.name: r.bytes for r in update.rows}
     assert rows["generation copy (HF backend)"] == arch.parameters() * 2
     assert rows["reference model (algo.kl_coef > 0)"] == arch.parameters() * 2
     assert rows["retrieval index"] == 10 * GB
+    cache = {r.name: r.bytes for r in rollout.rows}["HF generation KV cache"]
+    ro = cfg.rollout
+    assert cache == ro.batch_size * ro.max_response_tokens * 2 * 28 * 2 * 128 * 2

@@ -4,6 +4,7 @@ start-up refusal the stage entry points print on GPUs."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from recipe.schema import RunConfig
 from recipe.training.memory_plan import GB
 from stages.plan import main, split_flags, startup_refusal
 
+REPO = Path(__file__).resolve().parents[2]
 STAGE2 = "configs/paper/stage2.yaml"
 
 
@@ -80,3 +82,19 @@ def test_a_stage_refuses_a_config_that_cannot_fit_in_one_line(capsys):
     line = startup_refusal(cfg, gpus=8, gpu_bytes=int(40 * GB))
     assert line.startswith("memory plan: peak per GPU ") and "\n" not in line
     assert ": does not fit; lower " in line and line.endswith("(python -m stages.plan)")
+
+
+def test_the_runbook_shows_the_plan_the_command_prints(capsys):
+    assert main(["--config", STAGE2, "--gpus", "8", "--gpu-memory-gb", "80"]) == 0
+    table = capsys.readouterr().out
+    assert table in (REPO / "docs" / "paper.md").read_text()
+
+
+def test_an_unknown_architecture_is_a_config_error_of_the_stage(capsys):
+    from stages.run import main as stage_main
+
+    with pytest.raises(SystemExit) as stop:
+        stage_main("configs/embedded/stage1.yaml", ["model.architecture=qwen9"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "model.architecture" in err and "'qwen9' is not a known architecture" in err

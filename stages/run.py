@@ -5,19 +5,24 @@
 Questions come through `data_filtering` (any supported file format), the reward from the
 `rewards` registry, the retriever from the config (in process or over HTTP), the policy from
 `model.path` (a Hugging Face folder; stage 2's is stage 1's `final/` export). Exit status: 0
-when the stage finished, 2 for a bad config or missing input (one line, no traceback), 1 when
-training stopped (the message says why; a rerun resumes from the last checkpoint).
+when the stage finished, 2 for a bad config or missing input, a run folder another launch
+holds, or a resume under settings the run did not start with (one line, no traceback), 1 when
+training stopped (the message says why, a full disk included; a rerun resumes from the last
+checkpoint).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from data_filtering.sources import load_questions
 from recipe.config import parse_cli
 from recipe.exit_status import run_reporting
+from recipe.run_lock import folder_lock
 from recipe.schema import RunConfig
 from rewards.stage import build_reward
 from stages.config_checks import check_frozen_layers, check_stage_config
@@ -30,7 +35,14 @@ def load_records(files: Sequence[str], fmt: str, limit: int | None = None) -> li
 
 def run_stage(cfg: RunConfig, **trainer_kwargs) -> dict:
     """Build the stage's parts from `cfg` and train; returns the run summary."""
-    # torch, transformers and DeepSpeed load here, after the config was read and checked.
+    # torch, transformers and DeepSpeed load in `_run_stage`, after the config was checked.
+    rank = int(os.environ.get("RANK", "0") or 0)  # the process group starts with the engine
+    run_dir = Path(cfg.trainer.runs_dir) / cfg.trainer.run_name
+    with folder_lock(run_dir, rank, "training run"):  # before the model loads: fail fast
+        return _run_stage(cfg, trainer_kwargs)
+
+
+def _run_stage(cfg: RunConfig, trainer_kwargs: dict) -> dict:
     from recipe.policy import load_policy
     from recipe.retrieval.client import build_retriever
     from recipe.trainer import Trainer

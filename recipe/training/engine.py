@@ -102,7 +102,9 @@ def build_engine(model, cfg: TrainerConfig, samples_per_step: int):
 
     init_distributed()
     params = trainable_parameters(model)
-    optimizer = build_optimizer(params, cfg.lr, cfg.weight_decay)
+    optimizer = build_optimizer(
+        params, cfg.lr, cfg.weight_decay, tuple(cfg.adam_betas), cfg.adam_eps
+    )
     # The schedule advances once per optimizer step: ppo_epochs x updates_per_rollout per RL step.
     total = cfg.steps * cfg.ppo_epochs * cfg.updates_per_rollout
     schedule = build_schedule(optimizer, cfg.warmup_steps, total, cfg.lr_decay)

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import pytest
 
+from data_filtering.identity import ManifestError
 from data_filtering.sources import SourceError
 from recipe.config import ConfigError, FieldError
+from recipe.eval_run import EvaluationError
 from recipe.exit_status import BAD_INPUT, STOPPED, exit_status, run_reporting
 from recipe.judge import JudgeError
 from recipe.policy import PolicyLoadError
 from recipe.retrieval.base import RetrievalInputError
 from recipe.retrieval.client import RetrievalRequestError, RetrievalUnavailable
 from recipe.retrieval.manifest import IndexMissing
+from recipe.run_lock import FolderBusy
+from recipe.training.disk_full import DiskFull
 from recipe.training.errors import TrainingError
+from recipe.training.run_settings import ResumeRefused
 
 
 @pytest.mark.parametrize(
@@ -25,6 +30,11 @@ from recipe.training.errors import TrainingError
         (SourceError("a.json: not a list"), BAD_INPUT),
         (RetrievalInputError("no corpus"), BAD_INPUT),
         (IndexMissing("no index at x"), BAD_INPUT),
+        (EvaluationError("eval.methods: unknown method 'oracle'"), BAD_INPUT),
+        (FolderBusy("runs/stage1 is held by another launch"), BAD_INPUT),
+        (ResumeRefused("trainer.lr differs from the run's"), BAD_INPUT),
+        (ManifestError("manifest.json is not a filter manifest"), BAD_INPUT),
+        (DiskFull("no space left writing checkpoints"), STOPPED),
         (TrainingError("3 non-finite updates in a row"), STOPPED),
         (RetrievalUnavailable("retrieval service u failed 3 attempts"), STOPPED),
         (RetrievalRequestError("refused with HTTP 422", 422), STOPPED),

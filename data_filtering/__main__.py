@@ -14,12 +14,9 @@ import sys
 from collections.abc import Sequence
 
 from data_filtering.config import FilterRunConfig
-from data_filtering.identity import ManifestError
 from data_filtering.pipeline import FilterOutcome, run_filter
-from data_filtering.sources import SourceError
 from recipe.config import parse_cli
-from recipe.retrieval.base import RetrievalInputError
-from recipe.run_lock import FolderBusy
+from recipe.exit_status import run_reporting
 
 DEFAULT_CONFIG = "configs/embedded/filter.yaml"
 
@@ -45,15 +42,15 @@ def summary_line(outcome: FilterOutcome) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_cli(FilterRunConfig, argv, default=DEFAULT_CONFIG)
+    return run_reporting("data_filtering", lambda: _filter(cfg))
+
+
+def _filter(cfg: FilterRunConfig) -> int:
     from recipe.training.ranks import join_launched_ranks, leave_ranks
 
     ranks = join_launched_ranks()
     try:
         outcome = run_filter(cfg, ranks=ranks)
-    except (SourceError, RetrievalInputError, FileNotFoundError, FolderBusy, ManifestError) as e:
-        message = " ".join(line.strip() for line in str(e).splitlines()) or type(e).__name__
-        print(f"data_filtering: {message}", file=sys.stderr)
-        return 2
     finally:
         leave_ranks()
     if not ranks.is_main:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 import sys
 
-from miniwiki.build import WorldsOverlap, build
+from miniwiki.build import build
 from miniwiki.config import MiniwikiConfig
-from miniwiki.world import WorldTooSmall
 from recipe.config import parse_cli
+from recipe.exit_status import run_reporting
 
 USAGE = "usage: python -m miniwiki build [--config FILE] [--force] [key.path=value ...]"
 DEFAULT_CONFIG = "configs/embedded/miniwiki.yaml"
@@ -32,11 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_cli(
         MiniwikiConfig, args, default=DEFAULT_CONFIG, usage=USAGE
     )  # exits 2 on a bad config
-    try:
-        summary = build(cfg, force=force)
-    except (WorldTooSmall, WorldsOverlap) as e:
-        print(f"miniwiki: {e}", file=sys.stderr)
-        return 2
+    return run_reporting("miniwiki", lambda: _build(cfg, force))
+
+
+def _build(cfg: MiniwikiConfig, force: bool) -> int:
+    summary = build(cfg, force=force)
     summary.pop("files", None)
     print(json.dumps(summary, indent=2))
     return 0

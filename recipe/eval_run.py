@@ -31,6 +31,7 @@ from pathlib import Path
 from recipe.atomic import write_json, write_text
 from recipe.config import save_config, to_dict
 from recipe.eval_predictions import reusable_rows, write_predictions
+from recipe.exit_status import BAD_INPUT
 from recipe.schema import RunConfig
 from recipe.training.ranks import Ranks, current_ranks, rank_device
 
@@ -39,6 +40,8 @@ BASELINE_SEARCH = {"naive": "off", "rag": "once"}
 
 class EvaluationError(ValueError):
     """A method or data set the config names cannot be evaluated (one line for the user)."""
+
+    exit_status = BAD_INPUT
 
 
 def method_model(cfg: RunConfig, method: str) -> tuple[str, str]:

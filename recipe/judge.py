@@ -46,6 +46,7 @@ from recipe.bounded_http import (
     bounded,
     with_retries,
 )
+from recipe.exit_status import STOPPED
 from recipe.schema import JudgeConfig
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,9 @@ _LEADING_WORD = re.compile(r"[^a-z]*([a-z]+)")
 class JudgeError(RuntimeError):
     """The judge endpoint failed (unreachable, kept failing, refused, or answered nonsense);
     the message names the endpoint and never holds the key."""
+
+    exit_status = STOPPED
+    exit_note = "the judge failed; rerun to resume (the predictions made so far are kept)"
 
 
 def judge_prompt(question: str, golds: Sequence[str], prediction: str) -> str:

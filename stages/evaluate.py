@@ -22,9 +22,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_filtering.sources import SourceError, load_questions
+from data_filtering.sources import load_questions
 from recipe.config import parse_cli
-from recipe.retrieval.base import RetrievalInputError
+from recipe.exit_status import run_reporting
 from recipe.schema import RunConfig
 
 # recipe.eval_run, recipe.evaluation and the retriever bring torch and transformers; they are
@@ -61,24 +61,19 @@ def _print_results(cfg: RunConfig, metrics: dict) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_cli(RunConfig, argv, default=DEFAULT_CONFIG)
-    from recipe.eval_run import EvaluationError, by_model, run_evaluation
-    from recipe.judge import JudgeError
-    from recipe.retrieval.client import RetrievalError, build_retriever
+    # The predictions written before a failed search or judge call are kept; a rerun reuses them.
+    return run_reporting("evaluate", lambda: _evaluate(cfg))
+
+
+def _evaluate(cfg: RunConfig) -> int:
+    from recipe.eval_run import by_model, run_evaluation
+    from recipe.retrieval.client import build_retriever
     from recipe.training.ranks import join_launched_ranks, leave_ranks
 
     ranks = join_launched_ranks()
     try:
         by_model(cfg)  # an unknown method fails before the data sets and the retriever load
         metrics = run_evaluation(cfg, build_retriever(cfg.retriever), load_datasets(cfg), ranks)
-    except (EvaluationError, SourceError, FileNotFoundError, RetrievalInputError) as e:
-        print(f"evaluate: {e}", file=sys.stderr)
-        return 2
-    except RetrievalError as e:
-        print(f"evaluate: search failed: {e}; rerun to resume", file=sys.stderr)
-        return 1
-    except JudgeError as e:  # the predictions written so far are kept; a rerun reuses them
-        print(f"evaluate: the judge failed: {e}; rerun to resume", file=sys.stderr)
-        return 1
     finally:
         leave_ranks()
     if metrics is not None:  # rank 0

@@ -20,12 +20,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_filtering.sources import SourceError, load_questions
-from recipe.config import FieldError, parse_cli
-from recipe.retrieval.base import RetrievalInputError
-from recipe.run_lock import FolderBusy, folder_lock
+from data_filtering.sources import load_questions
+from recipe.config import parse_cli
+from recipe.exit_status import run_reporting
+from recipe.run_lock import folder_lock
 from recipe.schema import RunConfig
-from recipe.training.run_settings import ResumeRefused
 from rewards.stage import build_reward
 from stages.config_checks import check_frozen_layers, check_stage_config
 from stages.plan import gpu_startup_refusal
@@ -67,28 +66,16 @@ def _run_stage(cfg: RunConfig, trainer_kwargs: dict) -> dict:
 
 def main(default_config: str, argv: Sequence[str] | None = None) -> int:
     cfg = parse_cli(RunConfig, argv, default=default_config, check=check_stage_config)
-    from recipe.retrieval.client import RetrievalError
-    from recipe.training.errors import TrainingError
-
     name = f"stages ({cfg.trainer.run_name})"
     refusal = gpu_startup_refusal(cfg)  # before any model loads, on every rank alike
     if refusal:
         print(f"{name}: {refusal}", file=sys.stderr)
         return 2
-    try:
-        summary = run_stage(cfg)
-    except FieldError as e:
-        print(f"config error: {', '.join(e.fields)}: {e}", file=sys.stderr)
-        return 2
-    except (SourceError, FileNotFoundError, RetrievalInputError, FolderBusy, ResumeRefused) as e:
-        print(f"{name}: {e}", file=sys.stderr)
-        return 2
-    except TrainingError as e:
-        print(f"{name}: {e}", file=sys.stderr)
-        return 1
-    except RetrievalError as e:  # checkpoints are untouched; a rerun resumes from the last
-        print(f"{name}: search failed, training stopped: {e}; rerun to resume", file=sys.stderr)
-        return 1
+    return run_reporting(name, lambda: _train(cfg))
+
+
+def _train(cfg: RunConfig) -> int:
+    summary = run_stage(cfg)
     if summary:  # rank 0 returns the summary; the other ranks return nothing to print
         print(json.dumps(summary, indent=2))
     return 0

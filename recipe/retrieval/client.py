@@ -31,6 +31,7 @@ from recipe.bounded_http import (
     bounded,
     with_retries,
 )
+from recipe.exit_status import STOPPED
 from recipe.retrieval.base import Hit, Passage, Retriever
 from recipe.schema import RetrieverConfig
 
@@ -39,6 +40,9 @@ START_HINT = "start it with `make serve-retriever`, or set retriever.url: null t
 
 class RetrievalError(RuntimeError):
     """The retrieval service failed a rollout's search; the message says how."""
+
+    exit_status = STOPPED
+    exit_note = "the search failed; rerun to resume (what was written so far is kept)"
 
 
 class RetrievalUnavailable(RetrievalError):

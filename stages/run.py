@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -62,9 +63,10 @@ def main(default_config: str, argv: Sequence[str] | None = None) -> int:
     from recipe.training.errors import TrainingError
 
     name = f"stages ({cfg.trainer.run_name})"
-    refusal = gpu_startup_refusal(cfg)  # before any model loads, on every rank alike
+    refusal = gpu_startup_refusal(cfg)  # before any model loads; every rank decides alike
     if refusal:
-        print(f"{name}: {refusal}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # one line, not one per rank
+            print(f"{name}: {refusal}", file=sys.stderr)
         return 2
     try:
         summary = run_stage(cfg)

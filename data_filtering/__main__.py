@@ -4,7 +4,8 @@ Estimates every sampled question's difficulty with the reference policy (resumin
 buckets the questions, writes each stage's file and the report, and ends with one summary line.
 Under a launcher (`deepspeed --num_gpus N --no_local_rank --module data_filtering ...`) every
 rank rolls out its share and rank 0 writes the files and prints the summary.
-Exit status: 0 done; 2 for a bad config or unusable input (one line, no traceback).
+Exit status: 0 done; 2 for a bad config, unusable input, a damaged manifest or an output folder
+another filter holds (one line, no traceback).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import sys
 from collections.abc import Sequence
 
 from data_filtering.config import FilterRunConfig
+from data_filtering.identity import ManifestError
 from data_filtering.pipeline import FilterOutcome, run_filter
 from data_filtering.sources import SourceError
 from recipe.config import parse_cli
 from recipe.retrieval.base import RetrievalInputError
+from recipe.run_lock import FolderBusy
 
 DEFAULT_CONFIG = "configs/embedded/filter.yaml"
 
@@ -47,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ranks = join_launched_ranks()
     try:
         outcome = run_filter(cfg, ranks=ranks)
-    except (SourceError, RetrievalInputError, FileNotFoundError) as e:
+    except (SourceError, RetrievalInputError, FileNotFoundError, FolderBusy, ManifestError) as e:
         message = " ".join(line.strip() for line in str(e).splitlines()) or type(e).__name__
         print(f"data_filtering: {message}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ a complete run), so editing thresholds, quotas or the selection seed just resele
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import time
@@ -45,6 +46,7 @@ from data_filtering.report import SourceSummary, summarize_source, write_report
 from data_filtering.results import ResultsStore, question_check
 from data_filtering.select import StageSelection, bucket_pools, select_stages, write_stage_files
 from data_filtering.sources import SourceError, read_source
+from recipe.run_lock import folder_lock
 
 DIFFICULTY_DIR = "difficulty"
 RESULTS_FILE = "results.jsonl"
@@ -112,8 +114,15 @@ def run_filter(
     ranks=None,
 ) -> FilterOutcome:
     """The whole run; `runner` defaults to the reference policy's rollouts (built lazily).
+    The output folder is locked for its duration (`recipe.run_lock`): one filter writes it.
     `ranks` (recipe.training.ranks.Ranks) defaults to the launched ranks; the outcome of a rank
     other than 0 holds its results but no selections, files or report."""
+    rank = int(os.environ.get("RANK", "0") or 0)
+    with folder_lock(cfg.filter.output_dir, rank, "filter"):
+        return _run_filter(cfg, runner, tokenizer, after_call, ranks)
+
+
+def _run_filter(cfg: FilterRunConfig, runner, tokenizer, after_call, ranks) -> FilterOutcome:
     started = time.perf_counter()
     fc = cfg.filter
     out = Path(fc.output_dir)
@@ -171,10 +180,7 @@ def run_filter(
 def _load_tokenizer(cfg: FilterRunConfig):
     from recipe.policy import load_tokenizer
 
-    try:
-        return load_tokenizer(cfg.model)
-    except (OSError, ValueError) as e:  # a missing folder, or a hub id this machine cannot get
-        raise FileNotFoundError(f"model.path {cfg.model.path}: {e}") from e
+    return load_tokenizer(cfg.model)
 
 
 def _notes(outcome: FilterOutcome, store: ResultsStore) -> list[str]:

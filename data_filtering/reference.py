@@ -44,10 +44,7 @@ class ReferenceRounds:
         from recipe.training.ranks import rank_device
 
         cfg = self.cfg
-        try:
-            model, tokenizer = load_policy(cfg.model)
-        except (OSError, ValueError) as e:  # as the tokenizer's: one line, exit 2
-            raise FileNotFoundError(f"model.path {cfg.model.path}: {e}") from e
+        model, tokenizer = load_policy(cfg.model)
         if cfg.rollout.backend == "hf":  # vLLM places its own engine on the rank's device
             model.to(rank_device())
         retriever = build_retriever(cfg.retriever)

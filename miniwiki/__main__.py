@@ -19,13 +19,19 @@ DEFAULT_CONFIG = "configs/embedded/miniwiki.yaml"
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print(USAGE)
+        print("\n`python -m miniwiki build --help` lists every key of the config.")
+        return 0
     if not argv or argv[0] != "build":
         print(USAGE, file=sys.stderr)
         return 2
     args = argv[1:]
     force = "--force" in args
     args = [a for a in args if a != "--force"]
-    cfg = parse_cli(MiniwikiConfig, args, default=DEFAULT_CONFIG)  # exits 2 on a bad config
+    cfg = parse_cli(
+        MiniwikiConfig, args, default=DEFAULT_CONFIG, usage=USAGE
+    )  # exits 2 on a bad config
     try:
         summary = build(cfg, force=force)
     except (WorldTooSmall, WorldsOverlap) as e:

@@ -115,10 +115,7 @@ class PolicyEngines:
         from recipe.generation import build_backend
         from recipe.policy import load_policy
 
-        try:
-            model, tokenizer = load_policy(dataclasses.replace(self.cfg.model, path=path))
-        except OSError as e:
-            raise EvaluationError(f"model folder {path}: {e}") from e
+        model, tokenizer = load_policy(dataclasses.replace(self.cfg.model, path=path))
         if self.cfg.rollout.backend == "hf":  # vLLM places its own engine on the rank's device
             model.to(rank_device())
         return build_backend(self.cfg, model, tokenizer)
@@ -261,7 +258,13 @@ def _write_report(cfg, out_dir: Path, datasets, rows, sampled, runner: MethodRun
     from recipe.evaluation import summarize
 
     summaries = {m: {d: summarize(r) for d, r in by_d.items()} for m, by_d in rows.items()}
-    checks = goal_checks(rows, cfg.eval.goal_policy, cfg.eval.goals)
+    checks = goal_checks(
+        rows,
+        cfg.eval.goal_policy,
+        cfg.eval.goals,
+        bootstrap_samples=cfg.eval.bootstrap_samples,
+        bootstrap_seed=cfg.eval.bootstrap_seed,
+    )
     curves, notes = _plot_curves(cfg, out_dir)
     if runner.reused:
         notes.append(

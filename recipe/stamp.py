@@ -34,6 +34,7 @@ from pathlib import Path
 
 from recipe.atomic import write_json
 from recipe.fingerprint import changed_parts, step_fingerprint
+from recipe.run_lock import FolderBusy, folder_lock
 
 DEFAULT_STAMPS = "runs/.stamps"
 MOVED_ASIDE = re.compile(r"^.+\.\d{8}T\d{6}Z(-\d+)?$")
@@ -82,6 +83,11 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def _prepare_run_dir(step: str, run_dir: Path, done: Path | None, old: dict, fp: str) -> None:
     if not run_dir.exists():
         return
+    try:  # a run another process still writes is neither moved nor joined
+        with folder_lock(run_dir, what="run of this step"):
+            pass
+    except FolderBusy as e:
+        raise SystemExit(f"{step}: {e}") from None
     finished = done is not None and done.exists()
     if not finished and old.get("fingerprint") == fp and old.get("state") == "running":
         print(f"{step}: resuming the unfinished run in {run_dir}", flush=True)

@@ -159,6 +159,8 @@ $(MINIWIKI_SUMMARY) $(MINIWIKI_TASK_CORPUS) $(MINIWIKI_WARMUP_CORPUS) &: $(STAMP
 # exits 1 whenever the recorded gate failed, which leaves the step to be redone.
 BASE_DIR := runs/miniwiki/base
 BASE_GATE := $(BASE_DIR)/gate.json
+# The gate's report sits beside the model; a gate rerun does not change the model later steps use.
+BASE_REPORTS := --ignore gate.json
 .PHONY: base
 base: $(STAMP) $(MINIWIKI_SUMMARY) $(MINIWIKI_TASK_CORPUS) $(MINIWIKI_WARMUP_CORPUS)
 	$(EMBEDDED) $(STAMP_RUN) base --config $(MINIWIKI_CONFIG) --config configs/embedded/stage1.yaml \
@@ -251,13 +253,13 @@ FILTER_STAGE2 := runs/data/stage2.jsonl
 
 .PHONY: filter
 filter: $(STAMP) base index
-	$(EMBEDDED) $(STAMP_RUN) filter --config $(FILTER_CONFIG) --input $(BASE_DIR) \
+	$(EMBEDDED) $(STAMP_RUN) filter --config $(FILTER_CONFIG) --input $(BASE_DIR) $(BASE_REPORTS) \
 		--input $(INDEX_MANIFEST) --input $(MINIWIKI_SUMMARY) --code data_filtering.__main__ \
 		--overrides-env FILTER_ARGS --done $(FILTER_REPORT) -- \
 		$(PY_LAUNCH) data_filtering --config $(FILTER_CONFIG)
 
 stage1: $(STAMP) base index filter $(BACKEND_DEPS)
-	$(EMBEDDED) $(STAMP_RUN) stage1 --config configs/embedded/stage1.yaml --input $(BASE_DIR) \
+	$(EMBEDDED) $(STAMP_RUN) stage1 --config configs/embedded/stage1.yaml --input $(BASE_DIR) $(BASE_REPORTS) \
 		--input $(INDEX_MANIFEST) --input $(FILTER_STAGE1) --code stages.stage1 $(BACKEND_ARGS) \
 		--overrides-env STAGE1_ARGS --run-dir runs/stage1 --done $(STAGE1) -- \
 		$(LAUNCH) stages.stage1 --config configs/embedded/stage1.yaml
@@ -293,7 +295,7 @@ eval-r1searcher: $(STAMP)
 
 ablation: $(STAMP) base index filter $(BACKEND_DEPS)
 	$(EMBEDDED) $(STAMP_RUN) ablation --config configs/embedded/ablation.yaml \
-		--input $(BASE_DIR) --input $(INDEX_MANIFEST) --input $(FILTER_STAGE1) \
+		--input $(BASE_DIR) $(BASE_REPORTS) --input $(INDEX_MANIFEST) --input $(FILTER_STAGE1) \
 		--input $(FILTER_STAGE2) --code stages.stage2 $(BACKEND_ARGS) \
 		--overrides-env ABLATION_ARGS --run-dir runs/ablation --done $(ABLATION) -- \
 		$(LAUNCH) stages.stage2 --config configs/embedded/ablation.yaml

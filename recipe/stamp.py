@@ -104,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
     stamp_path = stamps / f"{args.step}.json"
     old = _read_stamp(stamp_path)
     overrides = _overrides(args)
-    new = step_fingerprint(args.config, overrides, args.input, args.code, known=old)
+    new = step_fingerprint(
+        args.config, overrides, args.input, args.code, known=old, ignore=args.ignore
+    )
     fp = new["fingerprint"]
     done = Path(args.done) if args.done else None
     # With a done file, the run's own completion marker decides (a kill between the run's end
@@ -156,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--config", action="append", default=[], help="a YAML config the step reads")
     r.add_argument("--input", action="append", default=[], help="a file or folder it reads")
     r.add_argument("--code", action="append", default=[], help="a module it runs (python -m)")
+    r.add_argument(
+        "--ignore", action="append", default=[], help="a file pattern in input folders to skip"
+    )
     r.add_argument("--override", action="append", default=[], help="a fixed key=value override")
     r.add_argument(
         "--overrides-env",

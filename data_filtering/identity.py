@@ -23,6 +23,7 @@ from pathlib import Path
 
 from data_filtering.config import FilterRunConfig
 from recipe.atomic import write_json
+from recipe.exit_status import BAD_INPUT
 from recipe.prompts import question_prompt_ids
 from recipe.retrieval.manifest import corpus_fingerprint, read_manifest
 
@@ -123,6 +124,8 @@ def identity_changes(old: dict, new: dict) -> list[str]:
 
 class ManifestError(ValueError):
     """A filter manifest that parses but is not one (the entry point exits 2 on it)."""
+
+    exit_status = BAD_INPUT
 
 
 def read_filter_manifest(path: Path) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from recipe.evaluation import paired_difference, summarize, summarize_by_kind
+from recipe.evaluation import BOOTSTRAP_SAMPLES, paired_difference, summarize, summarize_by_kind
 
 # (column header, summary key): answer metrics under both normalisation profiles, then the
 # search-agent diagnostics.
@@ -23,7 +23,6 @@ COLUMNS = (
     ("format valid", "valid"),
     ("answer in docs", "answer_in_docs"),
 )
-BASELINES = ("rag", "naive")
 
 
 def _cell(value: float | None) -> str:
@@ -72,6 +71,8 @@ def goal_checks(
     policy: str,
     goals: Mapping[str, float],
     key: str = "f1@r1searcher",
+    bootstrap_samples: int = BOOTSTRAP_SAMPLES,
+    bootstrap_seed: int = 0,
 ) -> list[dict]:
     """`policy`'s paired difference over each baseline in `goals` (method -> wanted gain)."""
     checks = []
@@ -81,7 +82,9 @@ def goal_checks(
         for dataset, ours in rows[policy].items():
             if dataset not in rows[baseline]:
                 continue
-            diff = paired_difference(ours, rows[baseline][dataset], key)
+            diff = paired_difference(
+                ours, rows[baseline][dataset], key, bootstrap_seed, bootstrap_samples
+            )
             checks.append(
                 {
                     "policy": policy,

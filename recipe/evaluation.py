@@ -117,15 +117,20 @@ def _profile_keys() -> list[str]:
 
 
 def paired_difference(
-    ours: Sequence[dict], theirs: Sequence[dict], metric: str, seed: int = 0
+    ours: Sequence[dict],
+    theirs: Sequence[dict],
+    metric: str,
+    seed: int = 0,
+    samples: int = BOOTSTRAP_SAMPLES,
 ) -> dict[str, float]:
-    """mean(ours - theirs) over the questions both hold, with a bootstrap 95 % interval."""
+    """mean(ours - theirs) over the questions both hold, with a percentile-bootstrap 95 %
+    interval from `samples` resamplings of those questions drawn with `seed`."""
     by_id = {r["id"]: r[metric] for r in theirs}
     diffs = np.array([r[metric] - by_id[r["id"]] for r in ours if r["id"] in by_id])
     if diffs.size == 0:
         raise ValueError("the two evaluations share no question")
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, diffs.size, size=(BOOTSTRAP_SAMPLES, diffs.size))
+    picks = rng.integers(0, diffs.size, size=(samples, diffs.size))
     means = diffs[picks].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     return {

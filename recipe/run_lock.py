@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from recipe.exit_status import BAD_INPUT
+
 LOCK_FILE = ".lock"
 
 _held: dict[Path, list] = {}  # lock path -> [open file, holders in this process]
@@ -24,6 +26,8 @@ _held: dict[Path, list] = {}  # lock path -> [open file, holders in this process
 
 class FolderBusy(RuntimeError):
     """Another process writes into the folder (the entry points exit 2 on it)."""
+
+    exit_status = BAD_INPUT
 
 
 def lock_path(folder: str | Path, rank: int = 0) -> Path:

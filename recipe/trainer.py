@@ -330,7 +330,6 @@ class Trainer:
         scalars = rollout_metrics(trajectories, results, self.cfg.tags, self.cfg.reward)
         scalars.update(update)
         scalars["search/latency_s"] = self.retriever.pop_latency()
-        scalars["lr"] = float(self.scheduler.get_last_lr()[0])
         scalars.update(self.timers.pop())
         scalars["timing/step"] = time.perf_counter() - started
         tracker.log(step, scalars)
@@ -397,7 +396,7 @@ class Trainer:
         write_jsonl(self.run_dir / name, rows)
         summary = summarize(rows)
         scalars = {f"dev/{k}": v for k, v in summary.items() if k != "questions"}
-        tracker.log(step, {**scalars, "timing/eval": time.perf_counter() - started})
+        tracker.log(step, {**scalars, "timing/eval": time.perf_counter() - started}, always=True)
         tqdm.write(f"{self.tc.run_name} dev (step {step}, {len(rows)} questions): {summary}")
         return summary
 
@@ -422,8 +421,12 @@ class Trainer:
                 for label, name in ((other.name, EVAL_FINAL), (f"{other.name}_start", EVAL_START)):
                     if (other / name).is_file():
                         pairs[f"vs_{label}"] = read_predictions(other / name)
+            ev = self.cfg.eval
             summary["paired"] = {
-                label: {m: paired_difference(ours, theirs, m) for m in ("f1", "searched", "valid")}
+                label: {
+                    m: paired_difference(ours, theirs, m, ev.bootstrap_seed, ev.bootstrap_samples)
+                    for m in ev.paired_metrics
+                }
                 for label, theirs in pairs.items()
             }
         write_json(self.run_dir / SUMMARY_FILE, summary)

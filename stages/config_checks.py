@@ -13,6 +13,7 @@ from pathlib import Path
 from recipe.assets import resolve_model_path
 from recipe.config import ConfigError, FieldError
 from recipe.schema import ModelConfig, RunConfig
+from recipe.training.architectures import KNOWN
 from recipe.training.run_settings import check_allow_list, run_settings
 
 
@@ -61,3 +62,8 @@ def check_stage_config(cfg: RunConfig) -> None:
             f"ranks (each question's samples stay on one rank); use a multiple of {world}",
         )
     check_frozen_layers(cfg, configured_layers(cfg.model))
+    if cfg.model.architecture is not None and cfg.model.architecture not in KNOWN:
+        raise FieldError(
+            "model.architecture",
+            f"{cfg.model.architecture!r} is not a known architecture: {', '.join(sorted(KNOWN))}",
+        )

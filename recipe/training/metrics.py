@@ -1,5 +1,8 @@
-"""The run's metrics: TensorBoard scalars, `metrics.jsonl`, one console line per step, and
-every step's trajectories in `trajectories.jsonl`.
+"""The run's metrics: TensorBoard scalars, `metrics.jsonl`, optionally wandb, one console line
+per step, and every step's trajectories in `trajectories.jsonl`.
+
+`logging.log_every` thins the training steps' scalars; the dev evaluations are logged whatever
+their step (`log(..., always=True)`): they are few, and the final one is what a run is read by.
 
 On resume, lines of steps after the checkpoint (written before the kill) are dropped from both
 jsonl files and TensorBoard is told to purge them (`SummaryWriter(purge_step=...)`), so the
@@ -15,6 +18,7 @@ from pathlib import Path
 from recipe.atomic import write_jsonl
 from recipe.rollout import Trajectory, format_trajectory
 from recipe.schema import LoggingConfig
+from recipe.training.wandb_run import open_wandb_run
 from rewards.stage import RewardResult
 
 METRICS_FILE = "metrics.jsonl"
@@ -78,14 +82,18 @@ class MetricsTracker:
             self.writer = SummaryWriter(
                 str(self.run_dir / TENSORBOARD_DIR), purge_step=resume_step + 1
             )
+        self.wandb = open_wandb_run(self.run_dir, cfg, resume_step) if cfg.wandb else None
 
-    def log(self, step: int, scalars: dict[str, float]) -> None:
-        if not self.enabled or step % self.cfg.log_every:
+    def log(self, step: int, scalars: dict[str, float], always: bool = False) -> None:
+        """Write `scalars` at `step`: every `logging.log_every`-th step, or at once with `always`."""
+        if not self.enabled or (step % self.cfg.log_every and not always):
             return
         if self.writer is not None:
             for key, value in scalars.items():
                 self.writer.add_scalar(key, value, step)
             self.writer.flush()
+        if self.wandb is not None:
+            self.wandb.log(scalars, step=step)
         with open(self.run_dir / METRICS_FILE, "a") as f:
             f.write(json.dumps({"step": step, **scalars}) + "\n")
 
@@ -117,3 +125,5 @@ class MetricsTracker:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        if self.wandb is not None:
+            self.wandb.finish()

@@ -33,6 +33,24 @@ def answer_in_documents(trajectory: Trajectory, profile: str) -> bool:
     return any(g and f" {g} " in f" {documents} " for g in golds)
 
 
+def group_metrics(
+    trajectories: Sequence[Trajectory], results: Sequence[RewardResult]
+) -> dict[str, float]:
+    """The spread of rewards inside each question's group (samples of one record, as the
+    batch groups them): `reward/group_std`, the mean over groups of their population std, and
+    `reward/groups_all_equal`, the fraction of groups whose rewards are all equal, which a group
+    baseline turns into zero advantages: they carry no gradient."""
+    groups: dict[str, list[float]] = {}
+    for t, r in zip(trajectories, results, strict=True):
+        groups.setdefault(t.record_id, []).append(float(r.total))
+    stds, equal = [], []
+    for rewards in groups.values():
+        mean = sum(rewards) / len(rewards)
+        stds.append((sum((x - mean) ** 2 for x in rewards) / len(rewards)) ** 0.5)
+        equal.append(float(max(rewards) - min(rewards) == 0.0))
+    return {"reward/group_std": _mean(stds), "reward/groups_all_equal": _mean(equal)}
+
+
 def rollout_metrics(
     trajectories: Sequence[Trajectory],
     results: Sequence[RewardResult],
@@ -41,6 +59,7 @@ def rollout_metrics(
 ) -> dict[str, float]:
     n = len(trajectories)
     out: dict[str, float] = {"reward/total": _mean([r.total for r in results])}
+    out.update(group_metrics(trajectories, results))
     for name in sorted({k for r in results for k in r.parts}):
         out[f"reward/{name}"] = _mean([r.parts.get(name, 0.0) for r in results])
     reports = [check_format(t.response_text, tags, rules=reward_cfg) for t in trajectories]

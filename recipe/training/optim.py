@@ -27,10 +27,16 @@ def trainable_parameters(model) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def build_optimizer(params, lr: float, weight_decay: float = 0.0) -> torch.optim.AdamW:
+def build_optimizer(
+    params,
+    lr: float,
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> torch.optim.AdamW:
     """torch's AdamW: DeepSpeed's client optimizer too (its fused CPU Adam compiles for
     minutes, and `foreach` AdamW is as fast on these sizes)."""
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas, eps=eps)
 
 
 def lr_factor(step: int, warmup: int, total: int, decay: bool) -> float:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from recipe.atomic import write_json
 from recipe.config import FieldError
+from recipe.exit_status import BAD_INPUT
 
 SETTINGS_FILE = "run_settings.json"
 RESUMES_FILE = "resumes.jsonl"
@@ -48,6 +49,8 @@ TRAINER_KEYS = (
 
 class ResumeRefused(RuntimeError):
     """A resume under settings that differ from the run's (the stages exit 2 on it)."""
+
+    exit_status = BAD_INPUT
 
 
 def _plain(value):

@@ -165,6 +165,8 @@ class PolicyUpdate:
                 stats[key] = stats.get(key, 0.0) + value * share
         stats = self.ranks.sum_floats(stats)  # token shares are global: the sum is the mean
         finite = not self.ranks.any(not finite)  # one rank's bad loss skips the step everywhere
+        # The rate this step applies: the schedule moves on inside `apply`.
+        stats["lr"] = float(self.engine.get_lr()[0])
         grad_norm = self.optimizer_step.apply(finite)
         if grad_norm is None:
             return self._skipped(stats)
@@ -182,7 +184,8 @@ class PolicyUpdate:
 
 
 def _mean_over_steps(results: list[dict[str, float]]) -> dict[str, float]:
-    """Each statistic's mean over the optimizer steps (grad_norm over the applied ones)."""
+    """Each statistic's mean over the optimizer steps (grad_norm over the applied ones; `lr`,
+    the mean of the rates they applied)."""
     keys = {k for r in results for k in r}
     out = {k: sum(r[k] for r in results if k in r) / len(results) for k in keys}
     norms = [r["grad_norm"] for r in results if not math.isnan(r["grad_norm"])]

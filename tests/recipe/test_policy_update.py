@@ -36,21 +36,25 @@ def _metrics(run_dir) -> list[dict]:
 
 def test_the_schedule_counts_optimizer_steps(tmp_path):
     """2 RL steps x 2 epochs x 2 mini-batches = 8 optimizer steps: linear decay reaches 0 at
-    the 8th, not at the 2nd."""
+    the 8th, not at the 2nd. A step's `lr` is the mean rate of its optimizer steps: factors
+    8/8 .. 5/8, then 4/8 .. 1/8."""
     run = tmp_path / "run"
     trainer = tiny_trainer(
         run, steps=2, prompts_per_step=2, ppo_epochs=2, updates_per_rollout=2, lr_decay=True
     )
     trainer.fit()
     lrs = [m["lr"] for m in _metrics(run) if "lr" in m]
-    assert lrs == pytest.approx([3e-3 * 4 / 8, 0.0])
+    assert lrs == pytest.approx([3e-3 * 26 / 32, 3e-3 * 10 / 32])
     assert trainer.engine.global_steps == 8
 
 
 def test_warmup_counts_optimizer_steps_too(tmp_path):
     run = tmp_path / "run"
     tiny_trainer(run, steps=2, prompts_per_step=2, updates_per_rollout=2, warmup_steps=4).fit()
-    assert [m["lr"] for m in _metrics(run) if "lr" in m] == pytest.approx([3e-3 * 3 / 4, 3e-3])
+    # Optimizer steps at 1/4, 2/4 of the rate (step 1), then 3/4, 4/4 (step 2).
+    assert [m["lr"] for m in _metrics(run) if "lr" in m] == pytest.approx(
+        [3e-3 * 3 / 8, 3e-3 * 7 / 8]
+    )
 
 
 def test_mini_batches_hold_whole_questions_in_equal_numbers(tmp_path):

@@ -79,6 +79,8 @@ def reusable_rows(path: Path, digest: str, ids: Sequence[str]) -> tuple[list[dic
     unscored = next((k for k in SCORED_KEYS if any(k not in row for row in rows)), None)
     if unscored is not None:
         return None, f"some rows have no {unscored!r}"
-    if record.get("sha256") != _sha256(path):
+    if "sha256" not in record:
+        return None, f"{stamp.name} holds no content hash to check it against"
+    if record["sha256"] != _sha256(path):
         return None, "its content is not what was written (edited or replaced)"
     return rows, ""

@@ -67,9 +67,10 @@ def _run_stage(cfg: RunConfig, trainer_kwargs: dict) -> dict:
 def main(default_config: str, argv: Sequence[str] | None = None) -> int:
     cfg = parse_cli(RunConfig, argv, default=default_config, check=check_stage_config)
     name = f"stages ({cfg.trainer.run_name})"
-    refusal = gpu_startup_refusal(cfg)  # before any model loads, on every rank alike
+    refusal = gpu_startup_refusal(cfg)  # before any model loads; every rank decides alike
     if refusal:
-        print(f"{name}: {refusal}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # one line, not one per rank
+            print(f"{name}: {refusal}", file=sys.stderr)
         return 2
     return run_reporting(name, lambda: _train(cfg))
 

@@ -149,7 +149,12 @@ def activation_rows(
                 kept,
                 f"each layer's input, {tokens} tokens x {arch.num_layers} layers",
             ),
-            Row("one layer recomputed in backward", tokens * layer, "", alternative=True),
+            Row(
+                "one layer recomputed in backward",
+                tokens * (layer + 2 * e * arch.intermediate_size),
+                "its activations and the MLP's gradients",
+                alternative=True,
+            ),
         ]
     else:
         kept = tokens * arch.num_layers * layer + final

@@ -134,6 +134,9 @@ def rank_device() -> torch.device:
     return torch.device("cpu")
 
 
+_JOINED: list[bool] = []  # whether join_launched_ranks opened the process group
+
+
 def join_launched_ranks() -> Ranks:
     """The ranks a launcher started (`deepspeed`, `torchrun`: WORLD_SIZE > 1 in the
     environment), joined into one process group with a long collective timeout; one rank when
@@ -143,13 +146,16 @@ def join_launched_ranks() -> Ranks:
         if backend == "nccl":
             torch.cuda.set_device(rank_device())  # object collectives stage on this device
         torch.distributed.init_process_group(backend, timeout=SHARDED_WORK_TIMEOUT)
+        _JOINED.append(True)
     return current_ranks()
 
 
 def leave_ranks() -> None:
-    """Close the process group `join_launched_ranks` opened (the peers' sockets and threads)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    """Close the process group `join_launched_ranks` opened (a group someone else opened, such
+    as the trainer's, is theirs to close)."""
+    if _JOINED and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+    _JOINED.clear()
 
 
 def current_ranks() -> Ranks:

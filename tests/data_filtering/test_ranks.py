@@ -122,3 +122,32 @@ def test_two_ranks_killed_and_resumed_reach_the_one_rank_results(
         ours = (tmp_path / "out" / f"{stage}.jsonl").read_text()
         assert ours == (finished.report.parent / f"{stage}.jsonl").read_text()
     assert len(single.calls) >= len(calls[0]["calls"]) + len(calls[1]["calls"])
+
+
+@pytest.mark.slow
+def test_the_command_on_two_ranks_rolls_out_what_one_rank_does(
+    tmp_path, tiny_model_dir, demo_index, capsys
+):
+    """`deepspeed ... --module data_filtering`: the same round lines as the one-rank command
+    (the unsteered tiny model answers nothing, so every question runs to the cap), and rank 0
+    alone prints the summary."""
+    from data_filtering.__main__ import main
+    from recipe.config import save_config
+
+    files = write_question_files(tmp_path)
+    runs = {}
+    for ranks in (1, 2):
+        cfg = filter_config(tmp_path / f"out{ranks}", tiny_model_dir, demo_index, files)
+        config = save_config(cfg, tmp_path, f"filter{ranks}.yaml")
+        if ranks == 1:
+            assert main(["--config", str(config)]) == 0
+        else:
+            args = ["--module", "data_filtering", "--config", str(config)]
+            done = launch_two_ranks(*args)
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+            assert done.stdout.count("filter: 7 questions from 2 sources") == 1
+        folder = tmp_path / f"out{ranks}" / DIFFICULTY_DIR
+        assert rank_files(folder) == []
+        rows = [json.loads(line) for line in _lines(folder / RESULTS_FILE)]
+        runs[ranks] = {(r["key"], r["round"]): (r["correct"], r["predictions"]) for r in rows}
+    assert runs[2] == runs[1]

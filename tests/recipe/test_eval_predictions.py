@@ -66,6 +66,8 @@ def test_other_settings_or_no_record_are_not_reused(written):
     assert (
         reusable_rows(written, DIGEST, IDS)[1] == "rag__demo.settings.json is missing or unreadable"
     )
+    stamp_path(written).write_text(json.dumps({"digest": DIGEST}))  # settings alone
+    assert "holds no content hash" in reusable_rows(written, DIGEST, IDS)[1]
     stamp_path(written).unlink()
     assert reusable_rows(written, DIGEST, IDS)[0] is None
     assert reusable_rows(written.with_name("none.jsonl"), DIGEST, IDS)[1] == "no predictions yet"

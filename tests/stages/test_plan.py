@@ -4,6 +4,7 @@ start-up refusal the stage entry points print on GPUs."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,30 @@ def test_an_unknown_architecture_is_a_config_error_of_the_stage(capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert "model.architecture" in err and "'qwen9' is not a known architecture" in err
+
+
+def fits_table() -> list[tuple[list[str], str, str]]:
+    """(plan arguments, peak, verdict) of each row of the runbook's 'what fits' table; a
+    command starting with '...' extends the row above's."""
+    rows, previous = [], []
+    for line in (REPO / "docs" / "paper.md").read_text().splitlines():
+        found = re.match(r"\| [^|]+ \| `([^`]+)` \| ([\d.]+) GB: (fits|does not fit)", line)
+        if not found:
+            continue
+        command, peak, verdict = found.groups()
+        args = command.split()
+        if args[0] == "...":
+            args = previous + args[1:]
+        previous = args
+        rows.append((args, peak, verdict))
+    return rows
+
+
+def test_the_runbooks_fits_table_is_what_the_plan_says(capsys):
+    rows = fits_table()
+    assert len(rows) == 7
+    for args, peak, verdict in rows:
+        status = main(["--config", STAGE2, *args])
+        last = capsys.readouterr().out.strip().splitlines()[-1]
+        assert last.startswith(f"peak per GPU {peak} GB of "), (args, last)
+        assert (status == 0) == (verdict == "fits"), (args, last)

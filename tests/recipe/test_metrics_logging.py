@@ -51,16 +51,21 @@ def test_group_metrics_give_the_spread_inside_each_question_group():
 
 
 def test_wandb_offline_run_holds_the_logged_scalars(tmp_path, monkeypatch):
+    """wandb commits a step's row when a later step is logged: the dev scalars logged after
+    the step's own land in the same row."""
     wandb = pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     cfg = LoggingConfig(tensorboard=False, wandb=True, wandb_project="tiny")
     tracker = MetricsTracker(tmp_path / "run", cfg)
-    tracker.log(1, {"reward/total": 0.25})
-    tracker.log(2, {"reward/total": 0.75, "dev/f1": 0.5})
-    summary = dict(tracker.wandb.summary)
     assert tracker.wandb.project == "tiny" and tracker.wandb.name == "run"
+    tracker.log(1, {"reward/total": 0.25})
+    tracker.log(2, {"reward/total": 0.75})
+    tracker.log(2, {"dev/f1": 0.5}, always=True)
+    tracker.log(3, {"reward/total": 1.0})
+    summary = dict(tracker.wandb.summary)
     tracker.close()
+    assert summary["_step"] == 2
     assert summary["reward/total"] == 0.75 and summary["dev/f1"] == 0.5
-    assert list((tmp_path / "run" / "wandb").glob("offline-run-*")), "no offline run folder"
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert wandb.run is None  # finished

@@ -15,6 +15,8 @@ import math
 import pytest
 import torch
 
+from recipe.config import ConfigError, load_config
+from recipe.schema import RunConfig
 from recipe.training.checkpoint import CheckpointStore
 from tests.recipe.tiny_world import tiny_trainer
 
@@ -22,6 +24,7 @@ pytestmark = pytest.mark.usefixtures("smollm2_gguf_file", "one_torch_thread")
 
 LR = 3e-3  # tiny_world's
 KL_COEF = 0.05
+ADAM = {"adam_betas": [0.9, 0.95], "adam_eps": 1e-6}
 
 
 def _metrics(run_dir) -> list[dict]:
@@ -61,13 +64,15 @@ def _weights(model) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def kl_run(tmp_path_factory):
     """4 steps, KL (k1) in the reward, warm-up over 2 optimizer steps then linear decay,
-    metrics every 3rd step, dev evaluations at the start and the end."""
+    AdamW betas (0.9, 0.95) and eps 1e-6, metrics every 3rd step, dev evaluations at the start
+    and the end."""
     run = tmp_path_factory.mktemp("kl") / "run"
     trainer = tiny_trainer(
         run,
         steps=4,
         warmup_steps=2,
         lr_decay=True,
+        **ADAM,
         eval_at_start=True,
         eval_at_end=True,
         sections={
@@ -97,6 +102,16 @@ def test_kl_coef_zero_builds_no_reference(tmp_path):
     trainer = tiny_trainer(tmp_path / "run", steps=1, sections={"algo": {"kl_coef": 0.0}})
     assert trainer.ref_model is None
     assert trainer.update._behaviour_logprobs is not None  # the update runs without one
+
+
+def test_adam_settings_reach_the_optimizer(kl_run):
+    (group,) = kl_run["trainer"].engine.optimizer.param_groups
+    assert group["betas"] == (0.9, 0.95) and group["eps"] == 1e-6
+
+
+def test_adam_betas_outside_0_1_name_the_key_and_its_source():
+    with pytest.raises(ConfigError, match=r"trainer\.adam_betas.*command line.*\[0, 1\)"):
+        load_config(RunConfig, None, ["trainer.adam_betas=[0.9, 1.0]"])
 
 
 def test_warm_up_then_decay_gives_the_rate_of_each_step(kl_run):
@@ -137,6 +152,7 @@ def test_resume_from_a_checkpoint_path_continues_to_the_same_weights(kl_run, tmp
         steps=4,
         warmup_steps=2,
         lr_decay=True,
+        **ADAM,
         resume=str(step3),
         sections={"algo": {"kl_coef": KL_COEF, "kl_estimator": "k1", "kl_in_reward": True}},
     )

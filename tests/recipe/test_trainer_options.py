@@ -18,6 +18,8 @@ import torch
 from recipe.config import ConfigError, load_config
 from recipe.schema import RunConfig
 from recipe.training.checkpoint import CheckpointStore
+from recipe.training.errors import TrainingError
+from rewards.stage import RewardResult
 from tests.recipe.tiny_world import tiny_trainer
 
 pytestmark = pytest.mark.usefixtures("smollm2_gguf_file", "one_torch_thread")
@@ -236,3 +238,18 @@ def test_bf16_generation_copy_with_autocast_trains_fp32_master_weights(tmp_path)
         assert copy.state_dict()[key].equal(value.to(torch.bfloat16)), key
     assert all(math.isfinite(steps[n]["grad_norm"]) and steps[n]["grad_norm"] > 0 for n in (1, 2))
     assert all(steps[n]["update/skipped"] == 0.0 for n in (1, 2))
+
+
+@pytest.mark.slow
+def test_max_nonfinite_steps_counts_optimizer_steps(tmp_path):
+    """Two epochs of one step, every loss non-finite: the two skipped optimizer steps in a row
+    reach max_nonfinite_steps 2 inside the first RL step."""
+    trainer = tiny_trainer(tmp_path / "run", steps=3, ppo_epochs=2, max_nonfinite_steps=2)
+    trainer.reward = lambda text, golds: RewardResult(math.nan, {}, ())
+    per_update = _recording_optimizer_steps(trainer)
+    with pytest.raises(TrainingError, match="2 optimizer steps in a row"):
+        trainer.fit()
+    assert len(per_update) == 1  # the second raised
+    assert per_update[0]["update/skipped"] == 1.0
+    assert trainer.update.nonfinite_in_a_row == 2
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()

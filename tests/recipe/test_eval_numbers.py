@@ -3,10 +3,12 @@ bootstrap intervals, the per-kind summary and table, and the held-to verdicts of
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 
 from recipe.eval_report import checks_table, goal_checks, kind_table
-from recipe.evaluation import paired_difference, summarize, summarize_by_kind
+from recipe.evaluation import SUMMARY_METRICS, paired_difference, summarize, summarize_by_kind
 from recipe.schema import EvalConfig
 
 
@@ -89,3 +91,8 @@ def test_goal_verdicts_met_and_short_by_hand():
     table = checks_table(checks).splitlines()
     assert table[2].endswith("| +0.167 | [+0.000, +0.500] | +0.10 | yes |")
     assert table[3].endswith("| +0.500 | [+0.000, +1.000] | +0.60 | no (short by 0.100) |")
+
+
+def test_paired_metrics_choices_are_the_summary_metrics():
+    (choices,) = typing.get_args(typing.get_type_hints(EvalConfig)["paired_metrics"])
+    assert set(typing.get_args(choices)) == set(SUMMARY_METRICS)

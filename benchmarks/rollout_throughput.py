@@ -9,6 +9,11 @@ sampled tokens per sequence (min_new_tokens = max_new_tokens, so exactly that ma
 sampled tokens per second. The engine runs twice: keeping its KV cache across turns, and
 re-encoding every turn's whole context (what calling `generate` once per turn costs). Prefill
 repeat = context tokens run through the model / unique tokens of the final sequences.
+Beside tokens/s each variant prints its model FLOP/s (`benchmarks.machine_limit`: every token of
+the final sequences through the layers once, the head at the sampled ones) and its share of the
+matrix-product rates measured in the same run at the model's shapes: over `--limit-tokens` rows
+(the compute-bound limit; goal: engine >= 25 % of bf16) and over `--batch` rows (a decode step's
+shape).
 
     python -m benchmarks.rollout_throughput            # SmolLM2-135M (GGUF), medians of 3
     python -m benchmarks.rollout_throughput --tiny     # a tiny random model, seconds
@@ -22,6 +27,7 @@ import time
 
 import torch
 
+from benchmarks.machine_limit import Dims, generation_flops, machine_limits, share_line
 from demo.world import (
     DEMO_PASSAGES,
     DEMO_RECORDS,
@@ -60,6 +66,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--limit-tokens", type=int, default=512, help="rows of the matmul limit")
     return p.parse_args(argv)
 
 
@@ -114,6 +121,7 @@ def run_engine(model, tokenizer, records, args, reuse_cache: bool):
     seconds = time.perf_counter() - start
     sampled = sum(sum(t.action_mask) for t in trajectories)
     unique = sum(len(t.prompt_ids) + len(t.response_ids) - 1 for t in trajectories)
+    lengths = [len(t.prompt_ids) + len(t.response_ids) for t in trajectories]
     stats = backend.stats
     return {
         "seconds": seconds,
@@ -123,6 +131,7 @@ def run_engine(model, tokenizer, records, args, reuse_cache: bool):
         "repeat": stats.processed_tokens / unique,
         "prefill_share": stats.prefill_seconds / seconds,
         "padded_share": stats.padded_tokens / (stats.padded_tokens + stats.processed_tokens),
+        "flops": generation_flops(Dims.of(model.config), lengths, sampled),
     }
 
 
@@ -144,7 +153,10 @@ def run_generate(model, tokenizer, records, new_tokens: int, args):
             pad_token_id=tokenizer.pad_token_id,
         )
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "sampled": new_tokens * len(records) * args.samples}
+    sampled = new_tokens * len(records) * args.samples
+    lengths = [len(i) + new_tokens for i in ids for _ in range(args.samples)]
+    flops = generation_flops(Dims.of(model.config), lengths, sampled)
+    return {"seconds": seconds, "sampled": sampled, "flops": flops}
 
 
 def main(argv=None) -> None:
@@ -175,10 +187,16 @@ def main(argv=None) -> None:
         runs["engine_single_turn"].append(
             run_engine(model, tokenizer, single_records, single, True)
         )
-    report(name, args, probe, new_tokens, runs)
+    dims = Dims.of(model.config)
+    limits = {
+        f"{kind} {rows} rows": rate
+        for rows in (args.limit_tokens, args.batch)
+        for kind, rate in machine_limits(dims, rows).items()
+    }
+    report(name, args, probe, new_tokens, runs, limits)
 
 
-def report(name, args, probe, new_tokens, runs) -> None:
+def report(name, args, probe, new_tokens, runs, limits) -> None:
     def median_of(key, field):
         return statistics.median(r[field] for r in runs[key])
 
@@ -206,6 +224,12 @@ def report(name, args, probe, new_tokens, runs) -> None:
         f"ratio engine / engine_no_cache throughput: {speed['engine'] / speed['engine_no_cache']:.3f}"
     )
     print("goal: engine / generate >= 0.90")
+    rates = ", ".join(f"{k} {v / 1e12:.3f}" for k, v in limits.items())
+    print(f"matmul limit at the model's shapes (TFLOP/s, this run): {rates}")
+    for key, label in VARIANTS.items():
+        flops_per_s = statistics.median(r["flops"] / r["seconds"] for r in runs[key])
+        print(share_line(label, flops_per_s, limits))
+    print(f"goal: engine >= 25 % of the bf16 limit over {args.limit_tokens} rows")
 
 
 if __name__ == "__main__":

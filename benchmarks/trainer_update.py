@@ -3,13 +3,16 @@
 Both run one optimizer step over the same padded batch (prompt + response rows whose action
 mask covers the sampled tokens and leaves out inserted passages) in the same micro-batches,
 under the same bf16 autocast over fp32 weights and the same frozen lower layers:
-- ours: `Trainer._update` (DeepSpeed engine, the shared system prompt run once per pass,
+- ours: `Trainer.update` (DeepSpeed engine, the shared system prompt run once per pass,
   logits only at the action tokens, token-mean PPO-clip over the step);
 - plain: `model(...).logits` over every position, log_softmax, gather, the same loss,
   `loss.backward()`, clipping and `torch.optim.AdamW.step()`.
 Throughput is action (sampled) tokens per second of update; the runs alternate so machine
-noise hits both, and the report is the median of `--repeats` runs and their ratio. With a
-stage run's `metrics.jsonl` it also prints each phase's median share of the step time.
+noise hits both, and the report is the median of `--repeats` runs and their ratio. Beside
+tokens/s it prints each update's model FLOP/s (`benchmarks.machine_limit`: the work the update
+needs, the same for both) and its share of the matrix-product rate measured in the same run at
+the model's shapes (goal: ours >= 35 % of bf16). With a stage run's `metrics.jsonl` it also
+prints each phase's median share of the step time.
 
     python -m benchmarks.trainer_update [--rows 32] [--repeats 3] [--metrics runs/stage1/metrics.jsonl]
 """
@@ -26,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.machine_limit import Dims, limits_line, machine_limits, share_line, update_flops
 from recipe.algorithms import compute_advantages, ppo_clip_loss
 from recipe.config import load_config
 from recipe.policy import load_policy
@@ -49,6 +53,7 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--metrics", default="runs/stage1/metrics.jsonl")
+    p.add_argument("--limit-tokens", type=int, default=512, help="rows of the matmul limit")
     return p.parse_args(argv)
 
 
@@ -132,12 +137,19 @@ def main(argv=None) -> None:
         )
         batch = synthetic_batch(args, model.config.vocab_size)
         tokens = int(batch.action_mask.sum())
+        dims = Dims.of(model.config)
+        head_trainable = plain.get_output_embeddings().weight.requires_grad
+        flops = update_flops(
+            dims, batch.lengths, tokens, cfg.trainer.frozen_layers, head_trainable,
+            batch.shared_prefix,
+        )  # fmt: skip
+        limits = machine_limits(dims, args.limit_tokens)
         seconds = {"ours": [], "plain": []}
         for _ in range(args.repeats):
             for name in ("ours", "plain"):
                 started = time.perf_counter()
                 if name == "ours":
-                    trainer._update(batch, None)
+                    trainer.update(batch, None)
                 else:
                     plain_update(plain, optimizer, batch, cfg)
                 seconds[name].append(time.perf_counter() - started)
@@ -147,6 +159,11 @@ def main(argv=None) -> None:
         runs = ", ".join(f"{s:.1f}" for s in seconds[name])
         print(f"{name:5s}: {rate[name]:7.0f} action tokens/s (median of {args.repeats}: {runs} s)")
     print(f"ratio ours / plain: {rate['ours'] / rate['plain']:.2f}")
+    print(limits_line(limits, args.limit_tokens))
+    print(f"model FLOPs per update: {flops / 1e12:.3f} T")
+    for name in ("ours", "plain"):
+        print(share_line(name, flops / statistics.median(seconds[name]), limits))
+    print("goal: ours >= 35 % of the bf16 limit")
     metrics = Path(args.metrics)
     if metrics.is_file():
         shares = phase_shares(metrics)

@@ -2,7 +2,10 @@
 
 Estimates every sampled question's difficulty with the reference policy (resuming earlier work),
 buckets the questions, writes each stage's file and the report, and ends with one summary line.
-Exit status: 0 done; 2 for a bad config or unusable input (one line, no traceback).
+Under a launcher (`deepspeed --num_gpus N --no_local_rank --module data_filtering ...`) every
+rank rolls out its share and rank 0 writes the files and prints the summary.
+Exit status: 0 done; 2 for a bad config, unusable input, a damaged manifest or an output folder
+another filter holds (one line, no traceback).
 """
 
 from __future__ import annotations
@@ -12,9 +15,8 @@ from collections.abc import Sequence
 
 from data_filtering.config import FilterRunConfig
 from data_filtering.pipeline import FilterOutcome, run_filter
-from data_filtering.sources import SourceError
 from recipe.config import parse_cli
-from recipe.retrieval.base import RetrievalInputError
+from recipe.exit_status import run_reporting
 
 DEFAULT_CONFIG = "configs/embedded/filter.yaml"
 
@@ -40,12 +42,19 @@ def summary_line(outcome: FilterOutcome) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_cli(FilterRunConfig, argv, default=DEFAULT_CONFIG)
+    return run_reporting("data_filtering", lambda: _filter(cfg))
+
+
+def _filter(cfg: FilterRunConfig) -> int:
+    from recipe.training.ranks import join_launched_ranks, leave_ranks
+
+    ranks = join_launched_ranks()
     try:
-        outcome = run_filter(cfg)
-    except (SourceError, RetrievalInputError, FileNotFoundError) as e:
-        message = " ".join(line.strip() for line in str(e).splitlines()) or type(e).__name__
-        print(f"data_filtering: {message}", file=sys.stderr)
-        return 2
+        outcome = run_filter(cfg, ranks=ranks)
+    finally:
+        leave_ranks()
+    if not ranks.is_main:
+        return 0
     if outcome.invalidated_by:
         print(
             "data_filtering: earlier results invalidated by " + "; ".join(outcome.invalidated_by),

@@ -75,7 +75,8 @@ class FilterConfig:
     output_dir: str = doc(
         "runs/data",
         "Stage files (<stage>.jsonl), report.md, the histogram PNG, selection.json and the "
-        "difficulty results (difficulty/results.jsonl + manifest.json).",
+        "difficulty results (difficulty/results.jsonl + manifest.json; on several ranks each "
+        "rank appends to difficulty/results.rank<r>.jsonl until rank 0 merges them).",
     )
     sources: dict[str, SourceConfig] = doc(
         {}, "Question sources by name; the name is the records' `source` and the quota key."

@@ -22,11 +22,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from data_filtering.records import QARecord
 from data_filtering.results import ResultsStore, SampleOutcome, StoredRounds, round_line
+
+if TYPE_CHECKING:  # the ranks module brings torch; a one-rank run needs none of it here
+    from recipe.training.ranks import Ranks
 
 # Engine seed of call g of round r: the sampler counter is set to r * stride + g.
 ROUND_SEED_STRIDE = 1 << 20
@@ -116,8 +120,14 @@ def estimate(
     *,
     progress: bool = True,
     after_call: Callable[[int, int], None] | None = None,
+    ranks: Ranks | None = None,
 ) -> EstimationRun:
-    """Roll out every unfinished question in rounds until all are finished; append as we go."""
+    """Roll out every unfinished question in rounds until all are finished; append as we go.
+
+    On several ranks, call g of a round is rank g mod N's; the ranks exchange their outcomes
+    at the end of each round, so every rank starts the next round from the same results and
+    draws the same roster and calls a single rank would."""
+    several = ranks is not None and ranks.world > 1
     stored = store.read()
     rounds = _valid_rounds(questions, stored)
     stale = sum(
@@ -133,30 +143,48 @@ def estimate(
     reused = sum(result(q.key).finished for q in questions)
     rollouts_now = calls = 0
     with tqdm(
-        total=len(questions), initial=reused, desc="filter", unit="question", disable=not progress
+        total=len(questions),
+        initial=reused,
+        desc="filter",
+        unit="question",
+        disable=not progress or (several and not ranks.is_main),
     ) as bar:
+
+        def record(r: int, outcomes: list[tuple[str, list[SampleOutcome]]]) -> None:
+            for key, o in outcomes:
+                was_done = result(key).finished
+                rounds[key][r] = o
+                bar.update(int(result(key).finished and not was_done))
+
         for r in range(settings.max_rounds):
             roster = [q for q in questions if not _finished_before(rounds[q.key], r, settings)]
             size = settings.questions_per_call
+            mine: list[tuple[str, list[SampleOutcome]]] = []
             for g, start in enumerate(range(0, len(roster), size)):
                 # A question whose line for this round is stored is never rolled out again;
                 # the rest of its call keeps the call's seed (after a kill between calls, that
                 # is the whole call, exactly as the run never killed would have drawn it).
                 members = [q for q in roster[start : start + size] if r not in rounds[q.key]]
-                if not members:
+                if not members or (several and not ranks.owns(g)):
                     continue
                 outcomes = run_round([q.record for q in members], r, g)
                 store.append(
                     round_line(q.key, q.check, r, o) for q, o in zip(members, outcomes, strict=True)
                 )
-                for q, o in zip(members, outcomes, strict=True):
-                    was_done = result(q.key).finished
-                    rounds[q.key][r] = o
-                    bar.update(int(result(q.key).finished and not was_done))
+                done = [(q.key, o) for q, o in zip(members, outcomes, strict=True)]
+                record(r, done)
+                mine += done
                 rollouts_now += sum(len(o) for o in outcomes)
                 calls += 1
                 bar.set_postfix(round=r + 1, rollouts=rollouts_now)
                 if after_call is not None:
                     after_call(r, g)
+            if several:
+                for rank, theirs in enumerate(ranks.gather(mine)):
+                    if rank != ranks.rank:
+                        record(r, theirs)
+    if several:
+        counts = ranks.sum_floats({"rollouts": rollouts_now, "calls": calls})
+        rollouts_now, calls = int(counts["rollouts"]), int(counts["calls"])
     results = {q.key: result(q.key) for q in questions}
     return EstimationRun(results, rollouts_now, calls, reused, stale)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from data_filtering.config import FilterRunConfig
 from recipe.atomic import write_json
+from recipe.exit_status import BAD_INPUT
 from recipe.prompts import question_prompt_ids
 from recipe.retrieval.manifest import corpus_fingerprint, read_manifest
 
@@ -121,6 +122,12 @@ def identity_changes(old: dict, new: dict) -> list[str]:
     ]
 
 
+class ManifestError(ValueError):
+    """A filter manifest that parses but is not one (the entry point exits 2 on it)."""
+
+    exit_status = BAD_INPUT
+
+
 def read_filter_manifest(path: Path) -> dict:
     if not path.is_file():
         return {}
@@ -128,6 +135,11 @@ def read_filter_manifest(path: Path) -> dict:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError:
         return {}  # a manifest we cannot read guarantees nothing: treated as absent
+    if not isinstance(manifest, dict):
+        raise ManifestError(
+            f"{path} holds a JSON {type(manifest).__name__}, not a filter manifest (an object); "
+            "delete it to estimate the difficulty results again, or restore it"
+        )
     return manifest if manifest.get("version") == MANIFEST_VERSION else {}
 
 

@@ -2,8 +2,16 @@
 
     <output_dir>/difficulty/manifest.json   what the results depend on (data_filtering.identity)
     <output_dir>/difficulty/results.jsonl   one line per question and round (append-only)
+    <output_dir>/difficulty/results.rank<r>.jsonl  rank r's lines while a run on several
+                                            ranks is going (data_filtering.rank_results)
     <output_dir>/<stage>.jsonl              the selected questions of each stage (QARecords)
     <output_dir>/report.md, rollouts_to_first_correct.png, selection.json
+
+Under a launcher (`deepspeed --num_gpus N --no_local_rank --module data_filtering`, or torchrun),
+every rank loads the reference policy on its own device and rolls out its share of each round's
+engine calls; rank 0 alone checks the manifest, merges the rank files, selects and writes the
+stage files and the report. Every rank must reach the output folder (one node, or a shared
+file system).
 
 Rerunning with the same reference policy rolls out only questions not finished yet (none after
 a complete run), so editing thresholds, quotas or the selection seed just reselects.
@@ -11,6 +19,7 @@ a complete run), so editing thresholds, quotas or the selection seed just resele
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import time
@@ -32,10 +41,12 @@ from data_filtering.identity import (
     reference_identity,
     write_filter_manifest,
 )
+from data_filtering.rank_results import RankResults, merge_rank_files
 from data_filtering.report import SourceSummary, summarize_source, write_report
 from data_filtering.results import ResultsStore, question_check
 from data_filtering.select import StageSelection, bucket_pools, select_stages, write_stage_files
 from data_filtering.sources import SourceError, read_source
+from recipe.run_lock import folder_lock
 
 DIFFICULTY_DIR = "difficulty"
 RESULTS_FILE = "results.jsonl"
@@ -100,8 +111,18 @@ def run_filter(
     *,
     tokenizer=None,
     after_call=None,
+    ranks=None,
 ) -> FilterOutcome:
-    """The whole run; `runner` defaults to the reference policy's rollouts (built lazily)."""
+    """The whole run; `runner` defaults to the reference policy's rollouts (built lazily).
+    The output folder is locked for its duration (`recipe.run_lock`): one filter writes it.
+    `ranks` (recipe.training.ranks.Ranks) defaults to the launched ranks; the outcome of a rank
+    other than 0 holds its results but no selections, files or report."""
+    rank = int(os.environ.get("RANK", "0") or 0)
+    with folder_lock(cfg.filter.output_dir, rank, "filter"):
+        return _run_filter(cfg, runner, tokenizer, after_call, ranks)
+
+
+def _run_filter(cfg: FilterRunConfig, runner, tokenizer, after_call, ranks) -> FilterOutcome:
     started = time.perf_counter()
     fc = cfg.filter
     out = Path(fc.output_dir)
@@ -111,7 +132,16 @@ def run_filter(
         raise SourceError("filter.sources: no usable questions (none configured, or all skipped)")
     if tokenizer is None:
         tokenizer = _load_tokenizer(cfg)
-    changes = check_reference(cfg, folder, tokenizer)
+    if ranks is None:
+        from recipe.training.ranks import current_ranks
+
+        ranks = current_ranks()
+    changes: list[str] = []
+    if ranks.is_main:
+        merge_rank_files(folder, RESULTS_FILE)  # what a killed run on several ranks left
+        changes = check_reference(cfg, folder, tokenizer)
+    if ranks.world > 1:
+        changes = ranks.gather(changes)[0]  # and every rank waits for rank 0's checks
     if runner is None:
         from data_filtering.reference import ReferenceRounds
 
@@ -121,8 +151,20 @@ def run_filter(
         fc.max_rollouts,
         max(1, cfg.rollout.batch_size // fc.rollouts_per_round),
     )
-    store = ResultsStore(folder / RESULTS_FILE)
-    run = estimate(questions, store, runner, settings, progress=fc.progress, after_call=after_call)
+    store = RankResults(folder, RESULTS_FILE, ranks.rank, ranks.world)
+    run = estimate(
+        questions,
+        store,
+        runner,
+        settings,
+        progress=fc.progress,
+        after_call=after_call,
+        ranks=ranks,
+    )
+    getattr(runner, "close", lambda: None)()
+    if not ranks.is_main:
+        return FilterOutcome(questions, sources, run, [], {}, changes)
+    merge_rank_files(folder, RESULTS_FILE)
     pools = bucket_pools(run.results, list(fc.sources), fc.buckets)
     selections = select_stages(pools, fc.quotas, fc.selection_seed)
     by_key = {q.key: q for q in questions}
@@ -130,7 +172,7 @@ def run_filter(
     outcome = FilterOutcome(questions, sources, run, selections, changed, changes)
     outcome.seconds = time.perf_counter() - started
     outcome.report = write_report(
-        out, fc, sources, run.results, selections, run, _notes(outcome, store)
+        out, fc, sources, run.results, selections, run, _notes(outcome, store.merged)
     )
     return outcome
 
@@ -138,10 +180,7 @@ def run_filter(
 def _load_tokenizer(cfg: FilterRunConfig):
     from recipe.policy import load_tokenizer
 
-    try:
-        return load_tokenizer(cfg.model)
-    except (OSError, ValueError) as e:  # a missing folder, or a hub id this machine cannot get
-        raise FileNotFoundError(f"model.path {cfg.model.path}: {e}") from e
+    return load_tokenizer(cfg.model)
 
 
 def _notes(outcome: FilterOutcome, store: ResultsStore) -> list[str]:

@@ -4,8 +4,8 @@
 `RolloutEngine.rollout` over a few questions with `filter.rollouts_per_round` samples each,
 scored by `recipe.evaluation.score_trajectory` (the dev evaluation's scoring: the answer of the
 last closed answer block under `reward.metric_profile`). The model (in `model.dtype`, as the
-trainer's generation copy) and the retriever load at the first call, so a run that finds every
-question already estimated loads neither.
+trainer's generation copy, on the rank's own device) and the retriever load at the first call, so
+a run that finds every question already estimated loads neither; `close` frees the engine.
 """
 
 from __future__ import annotations
@@ -41,12 +41,12 @@ class ReferenceRounds:
     def _build_engine(self) -> RolloutEngine:
         from recipe.policy import load_policy
         from recipe.retrieval.client import build_retriever
+        from recipe.training.ranks import rank_device
 
         cfg = self.cfg
-        try:
-            model, tokenizer = load_policy(cfg.model)
-        except (OSError, ValueError) as e:  # as the tokenizer's: one line, exit 2
-            raise FileNotFoundError(f"model.path {cfg.model.path}: {e}") from e
+        model, tokenizer = load_policy(cfg.model)
+        if cfg.rollout.backend == "hf":  # vLLM places its own engine on the rank's device
+            model.to(rank_device())
         retriever = build_retriever(cfg.retriever)
         if self.backend_factory is None:
             return build_rollout_engine(cfg, model, tokenizer, retriever)
@@ -77,3 +77,9 @@ class ReferenceRounds:
                 )
             )
         return outcomes
+
+    def close(self) -> None:
+        """Stop the engine's backend (a vLLM engine holds its device memory until then)."""
+        if self.engine is not None:
+            getattr(self.engine.backend, "close", lambda: None)()
+            self.engine = None

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_filtering.records import FIELDS, QARecord
+from recipe.exit_status import BAD_INPUT
 
 FORMATS = ("r1searcher", "hotpotqa", "2wiki", "flashrag", "qarecord")
 HF_FORMAT = "hf"  # a `datasets` name or folder, not a row format
@@ -39,6 +40,8 @@ DROPPED_KEYS = ("context",)  # the paragraphs a reader model gets; we retrieve i
 
 class SourceError(ValueError):
     """A question file is unreadable or a record lacks what its format requires."""
+
+    exit_status = BAD_INPUT
 
 
 class RowError(SourceError):

@@ -32,7 +32,8 @@ from miniwiki.config import MiniwikiConfig
 from miniwiki.gate import run_gate
 from miniwiki.transcripts import BEHAVIOURS, TranscriptWriter, write_transcripts
 from recipe.atomic import atomic_dir, write_json, write_jsonl
-from recipe.config import ConfigError, load_config, parse_cli, save_config
+from recipe.config import FieldError, load_config, parse_cli, save_config
+from recipe.exit_status import run_reporting
 from recipe.policy import DTYPES, load_policy, load_tokenizer
 from recipe.retrieval.bm25 import BM25Retriever
 from recipe.retrieval.corpus import read_corpus
@@ -141,15 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     force = "--force" in argv
     argv = [a for a in argv if a != "--force"]
-    try:
-        cfg = parse_cli(MiniwikiConfig, argv, default=DEFAULT_CONFIG)
-        run_cfg = load_config(RunConfig, cfg.coldstart.run_config)
-    except ConfigError as e:
-        print(f"miniwiki.base: {e}", file=sys.stderr)
-        return 2
+    cfg = parse_cli(MiniwikiConfig, argv, default=DEFAULT_CONFIG)
+    return run_reporting("miniwiki.base", lambda: _make_base(cfg, force))
+
+
+def _make_base(cfg: MiniwikiConfig, force: bool) -> int:
+    run_cfg = load_config(RunConfig, cfg.coldstart.run_config)
     if cfg.coldstart.dtype not in DTYPES:
-        print(f"miniwiki.base: coldstart.dtype must be one of {list(DTYPES)}", file=sys.stderr)
-        return 2
+        raise FieldError("coldstart.dtype", f"must be one of {list(DTYPES)}")
     torch.manual_seed(cfg.coldstart.seed)
     out = Path(cfg.coldstart.out_dir)
     model_fp = model_fingerprint(cfg, run_cfg)

@@ -16,7 +16,7 @@ from recipe.config import doc
 class BehaviourMix:
     """Shares of the cold-start transcripts; normalised, so only the ratios matter.
 
-    The share of searching transcripts is what sets the base model's search rate (issue 4:
+    The share of searching transcripts is what sets the base model's search rate (measured:
     200 search-only transcripts made SmolLM2 search on every question).
     """
 
@@ -89,11 +89,9 @@ class ColdStartConfig:
     templates: TranscriptTemplates = doc(TranscriptTemplates(), "The assistant's phrasing.")
     max_hops: int = doc(2, "Searching transcripts skip questions with more evidence triples.")
     dtype: str = doc(
-        "float32", "Training and saved dtype (fp32 measured faster than bf16 on this CPU)."
+        "float32", "Training and saved dtype (fp32 measured faster than bf16 on a 2-core CPU)."
     )
-    lr: float = doc(
-        2e-4, "AdamW learning rate (issue 4: 3e-5 left the model never searching).", gt=0
-    )
+    lr: float = doc(2e-4, "AdamW learning rate (3e-5 left the model never searching).", gt=0)
     weight_decay: float = doc(0.0, "AdamW weight decay.", ge=0)
     warmup_steps: int = doc(5, "Linear learning-rate warm-up steps, then linear decay to 0.", ge=0)
     epochs: int = doc(1, "Passes over the transcripts.", ge=1)

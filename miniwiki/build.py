@@ -32,6 +32,7 @@ from miniwiki.questions import (
 from miniwiki.world import World, build_world
 from recipe.atomic import write_json, write_jsonl
 from recipe.config import save_config
+from recipe.exit_status import BAD_INPUT
 
 GENERATOR_MODULES = ("names", "world", "articles", "questions", "formats", "build")
 WORLDS = ("task", "warmup")
@@ -40,6 +41,8 @@ DATASETS = (HOTPOTQA, TWOWIKI)
 
 class WorldsOverlap(RuntimeError):
     """The warm-up world reused a task-world name; the cold start could leak task facts."""
+
+    exit_status = BAD_INPUT
 
 
 @dataclass

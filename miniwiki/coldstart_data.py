@@ -3,7 +3,7 @@
 An example is the stage prompt (`recipe.prompts.question_prompt_ids`, as the engine encodes
 it) followed by the transcript's segments joined by `recipe.prompts.render_segments`,
 the engine's own helper: every piece is tokenized on its own, so the ids at every segment edge
-are the ids a rollout of the same text holds (issue 4: a trailing blank line tokenized inside a
+are the ids a rollout of the same text holds (a trailing blank line tokenized inside a
 longer text splits differently than the same blank line inserted on its own). The loss mask is
 1 exactly on the assistant's own tokens (its text and the end-of-turn token), 0 on the prompt
 and on the documents the environment inserted.

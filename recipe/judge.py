@@ -29,6 +29,7 @@ question; several golds (aliases) are joined with " or " in the Golden Answer li
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -38,7 +39,14 @@ from pathlib import Path
 
 import httpx
 
-from recipe.bounded_http import RETRYABLE, BackgroundLoop, ServerError, backoff_delay, bounded
+from recipe.bounded_http import (
+    BackgroundLoop,
+    RetriesExhausted,
+    ServerError,
+    bounded,
+    with_retries,
+)
+from recipe.exit_status import STOPPED
 from recipe.schema import JudgeConfig
 
 log = logging.getLogger(__name__)
@@ -65,6 +73,9 @@ _LEADING_WORD = re.compile(r"[^a-z]*([a-z]+)")
 class JudgeError(RuntimeError):
     """The judge endpoint failed (unreachable, kept failing, refused, or answered nonsense);
     the message names the endpoint and never holds the key."""
+
+    exit_status = STOPPED
+    exit_note = "the judge failed; rerun to resume (the predictions made so far are kept)"
 
 
 def judge_prompt(question: str, golds: Sequence[str], prediction: str) -> str:
@@ -249,19 +260,14 @@ class LLMJudge:
             "messages": [{"role": "user", "content": prompt}],
             "max_tokens": JUDGE_MAX_TOKENS,
         }
-        last_error: Exception | None = None
-        for attempt in range(self.cfg.max_retries + 1):
-            await asyncio.sleep(backoff_delay(self.cfg.backoff_s, attempt))
-            try:
-                response = await self._attempt(body)
-                break
-            except RETRYABLE as error:
-                last_error = error
-        else:
+        attempt = functools.partial(self._attempt, body)
+        try:
+            response = await with_retries(attempt, self.cfg.max_retries, self.cfg.backoff_s)
+        except RetriesExhausted as e:
             raise JudgeError(
-                f"judge endpoint {self.endpoint} failed {self.cfg.max_retries + 1} attempts "
-                f"({type(last_error).__name__}: {self._scrub(str(last_error))})"
-            )
+                f"judge endpoint {self.endpoint} failed {e.attempts} attempts "
+                f"({type(e.last).__name__}: {self._scrub(str(e.last))})"
+            ) from None
         return self._content_of(response)
 
     async def _attempt(self, body: dict) -> httpx.Response:

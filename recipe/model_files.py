@@ -12,12 +12,16 @@ import json
 import struct
 from pathlib import Path
 
+from recipe.exit_status import BAD_INPUT
+
 HEADER_LENGTH_BYTES = 8
 MAX_HEADER_BYTES = 100 << 20  # safetensors' own cap on the header
 
 
 class ModelFileError(OSError):
     """A weight file in a model folder is damaged (the message names it and what to do)."""
+
+    exit_status = BAD_INPUT
 
 
 def safetensors_problem(path: Path) -> str | None:

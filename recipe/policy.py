@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -12,10 +14,27 @@ from recipe.schema import ModelConfig
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+class PolicyLoadError(FileNotFoundError):
+    """The model or tokenizer at `model.path` cannot be loaded: a missing or damaged folder, a
+    hub id this machine cannot download, a file transformers cannot read. The message names the
+    path; entry points report it in one line and exit 2, as for any missing input."""
+
+
+@contextmanager
+def _loading(model_cfg: ModelConfig):
+    # transformers raises OSError for a missing folder or hub id and ValueError for a file it
+    # cannot read; either is an input the user names, not a bug.
+    try:
+        yield
+    except (OSError, ValueError) as e:
+        raise PolicyLoadError(f"model.path {model_cfg.path}: {e}") from e
+
+
 def load_tokenizer(model_cfg: ModelConfig):
     """The policy's tokenizer, padded on the left (batched generation appends on the right)."""
-    path = resolve_model_path(model_cfg.path)
-    tokenizer = AutoTokenizer.from_pretrained(path, gguf_file=model_cfg.gguf_file)
+    with _loading(model_cfg):
+        path = resolve_model_path(model_cfg.path)
+        tokenizer = AutoTokenizer.from_pretrained(path, gguf_file=model_cfg.gguf_file)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         # Pads are masked out of attention and loss, so any existing token will do; EOS is the
@@ -30,11 +49,12 @@ def load_policy(model_cfg: ModelConfig):
     transformers 5 takes `dtype=` (formerly `torch_dtype=`); `gguf_file=` dequantizes a GGUF
     checkpoint (needs the `gguf` package), which is how SmolLM2 ships in the embedded setting.
     """
-    path = resolve_model_path(model_cfg.path)
-    check_model_files(path)  # a truncated weight file is named, not a loader traceback
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=DTYPES[model_cfg.dtype], gguf_file=model_cfg.gguf_file
-    )
+    with _loading(model_cfg):
+        path = resolve_model_path(model_cfg.path)
+        check_model_files(path)  # a truncated weight file is named, not a loader traceback
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=DTYPES[model_cfg.dtype], gguf_file=model_cfg.gguf_file
+        )
     model.eval()
     tokenizer = load_tokenizer(model_cfg)
     if model.generation_config.pad_token_id is None:

@@ -5,8 +5,8 @@ model"), verbatim as released in its training code (the `**` marks are in the or
 the tag strings taken from `TagsConfig` so that the Search-R1 profile reuses the same wording.
 With the default tags the text is the published one character for character.
 
-Token space (DESIGN.md): the model's sampled ids are kept as they are; everything the
-environment inserts is tokenized on its own by `encode_insertion`. `render_segments` joins
+Token space (docs/design.md, conventions): the model's sampled ids are kept as they are;
+everything the environment inserts is tokenized on its own by `encode_insertion`. `render_segments` joins
 pieces the same way the rollout engine does, so a transcript written for supervised training
 tokenizes exactly like a rollout of the same text.
 """
@@ -58,7 +58,7 @@ _BASE_QUESTION = "\nUser:{question}\nAssistant: {think_start}"
 BASE_PROMPT_TEMPLATE = _BASE_TASK + _ANSWER_FORMAT + "\n" + _BASE_SEARCH + _BASE_QUESTION
 SYSTEM_PROMPT_TEMPLATE = _SYSTEM_TASK + _ANSWER_FORMAT + "\n" + _SYSTEM_SEARCH
 
-# The baselines' prompts (issue 12): the same wording without the search instructions, since
+# The baselines' prompts: the same wording without the search instructions, since
 # naive generation and standard RAG cannot search; RAG adds the passages retrieved for the
 # question before it (FlashRAG's standard-RAG layout: the references, then the question).
 ANSWER_ONLY_BASE_TEMPLATE = _BASE_TASK + _ANSWER_FORMAT + "\n{references}" + _BASE_QUESTION

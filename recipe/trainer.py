@@ -56,9 +56,11 @@ from recipe.generation.base import GenerationBackend
 from recipe.policy import DTYPES
 from recipe.retrieval.base import Retriever
 from recipe.rollout import RolloutEngine
+from recipe.run_lock import folder_lock
 from recipe.schema import RunConfig
 from recipe.training.batch import TrainBatch, collate
-from recipe.training.checkpoint import CheckpointStore, export_hf, load_checkpoint
+from recipe.training.checkpoint import CheckpointStore, export_hf
+from recipe.training.disk_full import DiskFull, naming_a_full_disk
 from recipe.training.engine import build_engine
 from recipe.training.errors import TrainingError
 from recipe.training.logprobs import sequence_logprobs
@@ -67,6 +69,8 @@ from recipe.training.monitors import rollout_metrics
 from recipe.training.optim import freeze_lower
 from recipe.training.optimizer_step import OptimizerStep
 from recipe.training.ranks import current_ranks, threads_per_rank
+from recipe.training.resume import load_resume_state
+from recipe.training.run_settings import RunSettings, check_allow_list, run_settings
 from recipe.training.sampler import QuestionSampler
 from recipe.training.timers import PhaseTimers
 from recipe.training.update import PolicyUpdate, logprobs_without_grad
@@ -191,7 +195,9 @@ class Trainer:
             topk=cfg.retriever.topk,
             prompt_style=cfg.model.prompt_style,
         )
-        self.checkpoints = CheckpointStore(self.run_dir, self.tc.keep_checkpoints)
+        self.checkpoints = CheckpointStore(
+            self.run_dir, self.tc.keep_checkpoints, self.tc.checkpoint_hash_limit_mb
+        )
         self.timers = PhaseTimers()
         self.step_done = 0
         self.stop_requested = False
@@ -212,10 +218,13 @@ class Trainer:
 
     def fit(self) -> dict:
         """Train to `trainer.steps` (resuming per `trainer.resume`); returns the summary."""
+        with folder_lock(self.run_dir, self.ranks.rank, "training run"):
+            with naming_a_full_disk(self.run_dir, "the run's files", writes_only=False):
+                return self._fit()
+
+    def _fit(self) -> dict:
         self._resume()
         main = self.ranks.is_main
-        if main:
-            save_config(self.cfg, self.run_dir)
         tracker = MetricsTracker(
             self.run_dir, self.cfg.logging, resume_step=self.step_done, enabled=main
         )
@@ -253,25 +262,35 @@ class Trainer:
         self.stop_requested = True  # a checkpoint at the end of this step, then exit
 
     def _resume(self) -> None:
-        mode = self.tc.resume
-        if mode == "off":
-            if self.checkpoints.latest() is not None:
-                raise TrainingError(
-                    f"{self.run_dir} already holds checkpoints and trainer.resume=off; "
-                    "use trainer.resume=auto or another trainer.run_name"
-                )
+        settings = RunSettings(self.run_dir)
+        now = run_settings(self.cfg, self.sampler.records)
+        check_allow_list(self.tc.resume_allow_changes, list(now))
+        main = self.ranks.is_main
+
+        def check_settings() -> None:
+            if settings.exists():
+                settings.check(now, self.tc.resume_allow_changes, record=main)
+
+        found = load_resume_state(
+            self.checkpoints, self.engine, self.tc.resume, self._say, check_settings
+        )
+        if found is None or not settings.exists():  # the run's first start: what it runs under
+            if main:
+                settings.write(now)
+                save_config(self.cfg, self.run_dir)
+        if found is None:
             return
-        folder = self.checkpoints.latest() if mode == "auto" else Path(mode)
-        if folder is None:
-            return
-        state = load_checkpoint(self.engine, folder)
+        folder, state = found
         self.sampler.load_state_dict(state["sampler"])
         self.rollouts.load_state_dict(state["rollout"])
         self.eval_rollouts.load_state_dict(state["eval_rollout"])
         self.step_done = int(state["step"])
         self._sync_weights()
+        self._say(f"{self.tc.run_name}: resumed from {folder} (step {self.step_done})")
+
+    def _say(self, line: str) -> None:
         if self.ranks.is_main:
-            tqdm.write(f"{self.tc.run_name}: resumed from {folder} (step {self.step_done})")
+            tqdm.write(line)
 
     def _save(self, step: int) -> None:
         state = {
@@ -279,7 +298,14 @@ class Trainer:
             "rollout": self.rollouts.state_dict(),
             "eval_rollout": self.eval_rollouts.state_dict(),
         }
-        self.checkpoints.save(self.engine, self.tokenizer, step, state, self.cfg, self.ranks)
+        try:
+            self.checkpoints.save(self.engine, self.tokenizer, step, state, self.cfg, self.ranks)
+        except DiskFull as e:
+            kept = self.checkpoints.latest()
+            previous = f"{kept} is intact and still the latest" if kept else "no earlier one"
+            raise DiskFull(
+                f"{e}; step {step} is not saved, {previous}; free space and rerun to resume"
+            ) from e
 
     # ------------------------------------------------------------------------------ step
 

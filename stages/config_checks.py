@@ -1,6 +1,7 @@
 """A stage config's rules that depend on more than the config: the rank count the launcher set,
-the policy's layer count and whether optional packages the config asks for are installed. They run when the config is read, before any model loads, so a
-bad value costs a second, not a model load on every rank. This module imports nothing heavy
+the policy's layer count and whether optional packages the config asks for are installed. They
+run when the config is read, before any model loads, so a bad value costs a second, not a model
+load on every rank. This module imports nothing heavy
 (no torch, transformers or DeepSpeed): the config error must come before those imports.
 """
 
@@ -14,6 +15,8 @@ from pathlib import Path
 from recipe.assets import resolve_model_path
 from recipe.config import ConfigError, FieldError
 from recipe.schema import ModelConfig, RunConfig
+from recipe.training.architectures import KNOWN
+from recipe.training.run_settings import check_allow_list, run_settings
 
 
 def world_size() -> int:
@@ -50,6 +53,7 @@ def check_frozen_layers(cfg: RunConfig, layers: int | None) -> None:
 
 def check_stage_config(cfg: RunConfig) -> None:
     """`parse_cli`'s check for the stage entry points (FieldError names the keys to blame)."""
+    check_allow_list(cfg.trainer.resume_allow_changes, list(run_settings(cfg, [])))
     world = world_size()
     if world < 1:
         raise ConfigError(f"WORLD_SIZE={world} in the environment is not a rank count")
@@ -63,4 +67,9 @@ def check_stage_config(cfg: RunConfig) -> None:
     if cfg.logging.wandb and importlib.util.find_spec("wandb") is None:
         raise FieldError(
             "logging.wandb", "wandb is not installed: pip install -e '.[wandb]', or set it false"
+        )
+    if cfg.model.architecture is not None and cfg.model.architecture not in KNOWN:
+        raise FieldError(
+            "model.architecture",
+            f"{cfg.model.architecture!r} is not a known architecture: {', '.join(sorted(KNOWN))}",
         )

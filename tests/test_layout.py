@@ -1,10 +1,13 @@
-"""The dependency direction of DESIGN.md, read from every module's imports: `rewards/` imports
-nothing of ours; `recipe/` never imports `stages/`, `data_filtering/` or `miniwiki/`; the demo
-world (`demo/`) is imported by tests and benchmarks only."""
+"""The layout of docs/design.md: the dependency direction, read from every module's imports
+(`rewards/` imports nothing of ours; `recipe/` never imports `stages/`, `data_filtering/` or
+`miniwiki/`; the demo world (`demo/`) is imported by tests and benchmarks only), and its layout
+table naming every top-level folder there is."""
 
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -39,3 +42,14 @@ def test_imports_point_one_way(package):
         for path in (REPO / package).rglob("*.py")
     }
     assert {k: v for k, v in wrong.items() if v} == {}
+
+
+def test_the_design_layout_table_names_every_top_level_folder():
+    design = (REPO / "docs" / "design.md").read_text()
+    section = design.split("## Layout", 1)[1].split("\n\n", 2)[1]
+    named = set(re.findall(r"^\| `([\w.-]+)/` \|", section, re.M))
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    folders = {path.split("/")[0] for path in tracked if "/" in path and not path.startswith(".")}
+    assert named == folders

@@ -146,6 +146,14 @@ class HFBackend:
         """Drop the kept cache (frees its memory; the next call prefills from scratch)."""
         self._kept = None
 
+    def close(self) -> None:
+        """Drop the model and its cache (a GPU's cached blocks go back to the device), so the
+        next model of an evaluation finds the memory free."""
+        self._kept = None
+        self.model = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     def load_weights(self, model) -> None:
         """The backend runs `model` itself: new weights are already there; a cache kept from
         the old weights is dropped (a copy of other weights is taken over)."""

@@ -6,10 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from recipe.exit_status import BAD_INPUT
+
 
 class RetrievalInputError(ValueError):
     """A mistake in what the user gave the retrieval stack: a corpus, an index folder, an
     encoder, a setting. The entry points print its one-line message and exit 2."""
+
+    exit_status = BAD_INPUT
 
 
 class QueryRejected(ValueError):

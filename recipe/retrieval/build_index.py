@@ -15,7 +15,7 @@ import os
 import sys
 
 from recipe.config import parse_cli
-from recipe.retrieval.base import RetrievalInputError
+from recipe.exit_status import run_reporting
 from recipe.retrieval.index import build_index
 from recipe.retrieval.manifest import MANIFEST_FILE
 from recipe.schema import RunConfig
@@ -28,11 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(argv if argv is not None else sys.argv[1:])
     overwrite = OVERWRITE_FLAG in argv
     cfg = parse_cli(RunConfig, [a for a in argv if a != OVERWRITE_FLAG])
-    try:
-        out = build_index(cfg.retriever, overwrite=overwrite)
-    except RetrievalInputError as e:
-        print(f"build_index: {e}", file=sys.stderr)
-        return 2
+    return run_reporting("build_index", lambda: _build(cfg, overwrite))
+
+
+def _build(cfg: RunConfig, overwrite: bool) -> int:
+    out = build_index(cfg.retriever, overwrite=overwrite)
     os.utime(out / MANIFEST_FILE)
     print(f"index ready: {out}")
     return 0

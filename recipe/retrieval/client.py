@@ -16,15 +16,22 @@ one backend call per turn for the distinct uncached queries, and an LRU cache ke
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
 import httpx
 
-from recipe.bounded_http import RETRYABLE, BackgroundLoop, ServerError, backoff_delay
+from recipe.bounded_http import (
+    BackgroundLoop,
+    RetriesExhausted,
+    ServerError,
+    bounded,
+    with_retries,
+)
+from recipe.exit_status import STOPPED
 from recipe.retrieval.base import Hit, Passage, Retriever
 from recipe.schema import RetrieverConfig
 
@@ -33,6 +40,9 @@ START_HINT = "start it with `make serve-retriever`, or set retriever.url: null t
 
 class RetrievalError(RuntimeError):
     """The retrieval service failed a rollout's search; the message says how."""
+
+    exit_status = STOPPED
+    exit_note = "the search failed; rerun to resume (what was written so far is kept)"
 
 
 class RetrievalUnavailable(RetrievalError):
@@ -120,10 +130,9 @@ class HttpRetriever:
     async def _open_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url, timeout=self.timeout_s)
 
-    def _attempt(self, method: str, path: str, body: dict | None) -> httpx.Response:
+    async def _attempt(self, method: str, path: str, body: dict | None) -> httpx.Response:
         self.requests += 1
-        request = self._client.request(method, path, json=body)
-        response = self._loop.run(request, timeout_s=self.timeout_s)
+        response = await bounded(self._client.request(method, path, json=body), self.timeout_s)
         if response.status_code >= 500:
             raise ServerError(f"HTTP {response.status_code}: {response.text[:200]}")
         if response.status_code >= 400:
@@ -135,19 +144,14 @@ class HttpRetriever:
         return response
 
     def _request(self, method: str, path: str, body: dict | None = None) -> dict:
-        last_error: Exception | None = None
-        for attempt in range(self.max_retries + 1):
-            time.sleep(backoff_delay(self.backoff_s, attempt))
-            try:
-                response = self._attempt(method, path, body)
-                break
-            except RETRYABLE as error:
-                last_error = error
-        else:
+        attempt = functools.partial(self._attempt, method, path, body)
+        try:
+            response = self._loop.run(with_retries(attempt, self.max_retries, self.backoff_s))
+        except RetriesExhausted as e:
             raise RetrievalUnavailable(
-                f"retrieval service {self.url} failed {self.max_retries + 1} attempts "
-                f"({type(last_error).__name__}: {last_error}); {START_HINT}"
-            )
+                f"retrieval service {self.url} failed {e.attempts} attempts "
+                f"({type(e.last).__name__}: {e.last}); {START_HINT}"
+            ) from None
         try:
             reply = response.json()
         except ValueError:

@@ -37,7 +37,8 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
 from recipe.config import parse_cli
-from recipe.retrieval.base import Hit, QueryRejected, RetrievalInputError, Retriever
+from recipe.exit_status import run_reporting
+from recipe.retrieval.base import Hit, QueryRejected, Retriever
 from recipe.retrieval.batching import MicroBatcher
 from recipe.schema import RetrieverConfig, RunConfig
 
@@ -171,11 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = parse_cli(RunConfig, argv if argv is not None else sys.argv[1:]).retriever
     limit_malloc_arenas()
-    try:
-        retriever = open_index(cfg)
-    except RetrievalInputError as e:
-        print(f"server: {e}", file=sys.stderr)
-        return 2
+    return run_reporting("server", lambda: _serve(cfg, open_index(cfg)))
+
+
+def _serve(cfg: RetrieverConfig, retriever) -> int:
     log.info(
         "serving %s (%d passages) on http://%s:%d",
         cfg.index_dir,

@@ -7,7 +7,9 @@ Hugging Face export under `hf/`, and last the `COMPLETE` marker. It is written u
 temporary name and renamed into place; `latest` (a text file, itself replaced atomically) then
 names it. A folder without its marker is never loaded, whatever `latest` says, so a kill or a
 full disk mid-save leaves the previous checkpoint as the one to resume from. The oldest complete
-checkpoints beyond `keep` are deleted after a save succeeds. With several ranks, rank 0 owns
+checkpoints beyond `keep` are deleted after a save succeeds. A resume takes the newest
+checkpoint whose files still match its manifest; one that does not is skipped with one line
+naming the file, and the one before it is tried. With several ranks, rank 0 owns
 the folder and everything but the DeepSpeed state, which every rank writes (a collective) into
 the same staging folder between two barriers.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import random
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +26,8 @@ import torch
 
 from recipe.atomic import atomic_dir, tmp_sibling, write_text
 from recipe.config import save_config
+from recipe.training.checkpoint_manifest import verify_checkpoint, write_manifest
+from recipe.training.disk_full import naming_a_full_disk
 from recipe.training.ranks import Ranks
 
 CHECKPOINTS = "checkpoints"
@@ -62,11 +67,12 @@ def is_complete(folder: Path) -> bool:
 
 
 class CheckpointStore:
-    def __init__(self, run_dir: str | Path, keep: int):
+    def __init__(self, run_dir: str | Path, keep: int, hash_limit_mb: float = 64.0):
         if keep < 1:
             raise ValueError(f"trainer.keep_checkpoints must be at least 1, got {keep}")
         self.root = Path(run_dir) / CHECKPOINTS
         self.keep = keep
+        self.hash_limit_mb = hash_limit_mb
 
     def save(
         self, engine, tokenizer, step: int, state: dict, config, ranks: Ranks | None = None
@@ -76,17 +82,22 @@ class CheckpointStore:
         final = self.root / name
         if not ranks.is_main:
             ranks.barrier()  # rank 0 has made the staging folder
-            self._save_engine(engine, tmp_sibling(final))
+            with naming_a_full_disk(final.parent, f"the checkpoint {final}"):
+                self._save_engine(engine, tmp_sibling(final))
+            ranks.barrier()  # every rank's engine state is written
             ranks.barrier()  # rank 0 has moved it into place
             return final
-        with atomic_dir(final) as tmp:
+        with atomic_dir(final) as tmp, naming_a_full_disk(tmp, f"the checkpoint {final}"):
             ranks.barrier()
             self._save_engine(engine, tmp)
+            ranks.barrier()  # the manifest must see every rank's files
             torch.save({**state, "step": step, "rng": rng_state()}, tmp / STATE_FILE)
             save_config(config, tmp)
             export_hf(engine.module, tokenizer, tmp / EXPORT_DIR)
+            write_manifest(tmp, self.hash_limit_mb)
             write_text(tmp / COMPLETE, f"{step}\n", fsync=True)
-        write_text(self.root / LATEST, name + "\n", fsync=True)
+        with naming_a_full_disk(self.root, f"{self.root / LATEST}"):
+            write_text(self.root / LATEST, name + "\n", fsync=True)
         self._prune()
         ranks.barrier()
         return final
@@ -112,25 +123,53 @@ class CheckpointStore:
         found = self.complete()
         return found[-1] if found else None
 
+    def candidates(self) -> list[Path]:
+        """Complete checkpoints to resume from, best first: the one `latest` names, then the
+        others newest first."""
+        found = self.complete()[::-1]
+        first = self.latest()
+        return [first] + [p for p in found if p != first] if first else found
+
+    def verified(self, skipped: Callable[[str], None]) -> Iterator[Path]:
+        """`candidates()` whose files match their manifest; `skipped(line)` for each other."""
+        for folder in self.candidates():
+            problem = verify_checkpoint(folder)
+            if problem is None:
+                yield folder
+            else:
+                skipped(f"skipping checkpoint {folder}: {problem}")
+
     def _prune(self) -> None:
         for old in self.complete()[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(engine, folder: str | Path) -> dict:
+class CheckpointDamaged(RuntimeError):
+    """A checkpoint's files differ from its manifest, or do not load."""
+
+
+def load_checkpoint(engine, folder: str | Path, verify: bool = True) -> dict:
     """Restore the engine (weights, optimizer, scheduler) and the RNGs; returns the trainer
-    state saved with them (step, data position, sampler counter)."""
+    state saved with them (step, data position, sampler counter). `verify=False` when the caller
+    checked the manifest already (`CheckpointStore.verified`)."""
     folder = Path(folder)
     if not is_complete(folder):
         raise FileNotFoundError(f"{folder} is not a complete checkpoint (no {COMPLETE} marker)")
-    path, _ = engine.load_checkpoint(
-        str(folder / DEEPSPEED_DIR),
-        tag=DEEPSPEED_TAG,
-        load_optimizer_states=True,
-        load_lr_scheduler_states=True,
-    )
-    if path is None:
-        raise FileNotFoundError(f"DeepSpeed found no state under {folder / DEEPSPEED_DIR}")
-    state = torch.load(folder / STATE_FILE, weights_only=False)
-    set_rng_state(state["rng"])
+    problem = verify_checkpoint(folder) if verify else None
+    if problem is not None:
+        raise CheckpointDamaged(f"checkpoint {folder}: {problem}")
+    try:
+        path, _ = engine.load_checkpoint(
+            str(folder / DEEPSPEED_DIR),
+            tag=DEEPSPEED_TAG,
+            load_optimizer_states=True,
+            load_lr_scheduler_states=True,
+        )
+        if path is None:
+            raise FileNotFoundError(f"DeepSpeed found no state under {folder / DEEPSPEED_DIR}")
+        state = torch.load(folder / STATE_FILE, weights_only=False)
+        set_rng_state(state["rng"])
+    except Exception as e:  # a damaged file its manifest could only check by size
+        reason = " ".join(str(e).split())[:200] or type(e).__name__
+        raise CheckpointDamaged(f"checkpoint {folder} did not load: {reason}") from e
     return state

@@ -40,7 +40,7 @@ def init_distributed() -> None:
 
 # DeepSpeed's CPU all-reduce (deepspeed/ops/csrc/cpu/comm/shm.cpp, used when every rank is on one
 # node) creates one shared-memory workspace per rank under this name and never unlinks it: each
-# run with several ranks left its buffers (69 MB each here) in /dev/shm, which is memory, until
+# run with several ranks left its buffers (69 MB each for the embedded model) in /dev/shm, which is memory, until
 # they filled it (DeepSpeed PR 4115's thread says so). The peers map each other's buffers inside
 # init_distributed; once all have, a rank can unlink its own name: the mappings live on until the
 # processes exit, however they exit.

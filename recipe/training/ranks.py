@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 
@@ -37,6 +38,24 @@ class Ranks:
             raise ValueError(f"{n} items do not split evenly over {self.world} ranks")
         size = n // self.world
         return range(rank * size, (rank + 1) * size)
+
+    def owns(self, index: int) -> bool:
+        """Whether the `index`-th unit of round-robin work (an engine call, a question) is this
+        rank's: unit g goes to rank g mod world, so the shares differ by at most one."""
+        return index % self.world == self.rank
+
+    def share(self, items: Sequence) -> list:
+        """This rank's items when item i is rank i mod world's."""
+        return list(items[self.rank :: self.world])
+
+    def gather_shares(self, mine: Sequence, n: int) -> list:
+        """Every rank's `share` results put back in item order (n items in all), everywhere."""
+        if self.world == 1:
+            return list(mine)
+        out: list = [None] * n
+        for rank, part in enumerate(self.gather(list(mine))):
+            out[rank :: self.world] = part
+        return out
 
     def gather(self, obj) -> list:
         """`obj` from every rank, in rank order (pickled; trajectories are small)."""
@@ -95,6 +114,48 @@ def _device() -> torch.device:
     if torch.distributed.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+# Work sharded by items waits at a collective for the slowest rank: a round of filter rollouts
+# or a model's evaluation can leave one rank minutes behind the others, past torch's default
+# 30-minute collective timeout on long 7B runs, which would kill a healthy job.
+SHARDED_WORK_TIMEOUT = timedelta(hours=6)
+
+
+def local_rank() -> int:
+    """This process's rank on its node (the launchers set LOCAL_RANK; 0 without one)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def rank_device() -> torch.device:
+    """The device a rank's model lives on: its own GPU (cuda:LOCAL_RANK), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank() % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+_JOINED: list[bool] = []  # whether join_launched_ranks opened the process group
+
+
+def join_launched_ranks() -> Ranks:
+    """The ranks a launcher started (`deepspeed`, `torchrun`: WORLD_SIZE > 1 in the
+    environment), joined into one process group with a long collective timeout; one rank when
+    the process was started alone."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(rank_device())  # object collectives stage on this device
+        torch.distributed.init_process_group(backend, timeout=SHARDED_WORK_TIMEOUT)
+        _JOINED.append(True)
+    return current_ranks()
+
+
+def leave_ranks() -> None:
+    """Close the process group `join_launched_ranks` opened (a group someone else opened, such
+    as the trainer's, is theirs to close)."""
+    if _JOINED and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    _JOINED.clear()
 
 
 def current_ranks() -> Ranks:

@@ -1,7 +1,9 @@
 """The order in which training questions are drawn: a seeded shuffle per epoch.
 
-Its whole state is (epoch, position), saved in every checkpoint, so a resumed run draws exactly
-the questions the uninterrupted run would have drawn.
+Its whole state is (epoch, position), saved in every checkpoint with the question count, so a
+resumed run draws exactly the questions the uninterrupted run would have drawn. A resume over
+another number of questions (allowed by `trainer.resume_allow_changes`) starts the next epoch:
+the saved position means nothing in another permutation.
 """
 
 from __future__ import annotations
@@ -37,8 +39,11 @@ class QuestionSampler:
         return out
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position}
+        return {"epoch": self.epoch, "position": self.position, "size": len(self.records)}
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        size = state.get("size", len(self.records) if self.position <= len(self.records) else -1)
+        if size != len(self.records):
+            self.epoch, self.position = self.epoch + 1, 0
         self._order = self._permutation(self.epoch)

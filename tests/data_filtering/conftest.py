@@ -1,5 +1,5 @@
 """Fixtures of the filtering tests: the tiny filtering world (tests/data_filtering/filter_world.py)
-built once per session, and one torch thread for its tiny model (see tests/conftest.py)."""
+built once per test run, and one torch thread for its tiny model (see tests/conftest.py)."""
 
 from __future__ import annotations
 

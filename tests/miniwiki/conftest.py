@@ -1,4 +1,4 @@
-"""Small worlds built once per test session (a few hundred entities: about a second)."""
+"""Small worlds built once per test run (a few hundred entities: about a second)."""
 
 from __future__ import annotations
 

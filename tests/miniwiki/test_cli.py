@@ -53,6 +53,11 @@ def test_usage_without_command(capsys):
     assert "usage" in capsys.readouterr().err
 
 
+def test_help_exits_0_and_names_the_command(capsys):
+    assert main(["--help"]) == 0
+    assert "python -m miniwiki build" in capsys.readouterr().out
+
+
 def test_a_world_too_small_for_the_counts_reports_the_shortfall(tmp_path, capsys):
     overrides = [
         *tiny_overrides(tmp_path / "mw"),

@@ -201,7 +201,7 @@ def test_loss_mask_covers_exactly_the_assistants_tokens(transcripts, examples, t
 
 
 def test_segment_wise_ids_differ_from_whole_text_tokenization(transcripts, examples, tokenizer):
-    """The trap of issue 4 is real for this tokenizer: the same text tokenized as one string
+    """Tokenizing whole text is a real trap for this tokenizer: the same text tokenized as one string
     splits differently at the inserted blocks' edges, so a transcript must be built piecewise."""
     differ = 0
     for t, e in zip(transcripts, examples, strict=True):

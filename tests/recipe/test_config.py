@@ -11,12 +11,12 @@ import yaml
 from recipe.config import (
     ConfigError,
     FieldError,
-    describe,
     doc,
     load_config,
     parse_cli,
     save_config,
 )
+from recipe.config_fields import describe
 from recipe.schema import RunConfig, TagsConfig
 
 REPO = Path(__file__).resolve().parents[2]

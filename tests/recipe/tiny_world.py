@@ -116,7 +116,13 @@ class ParityScript(FirstTokenSteering):
 
 
 def tiny_trainer(
-    run_dir: Path, steps: int, on_step_end=None, retriever=None, sections=None, **trainer
+    run_dir: Path,
+    steps: int,
+    on_step_end=None,
+    retriever=None,
+    records=DEMO_RECORDS,
+    sections=None,
+    **trainer,
 ) -> Trainer:
     torch.manual_seed(0)
     cfg = tiny_config(run_dir, steps, sections, **trainer)
@@ -133,7 +139,7 @@ def tiny_trainer(
         tokenizer,
         BM25Retriever(list(DEMO_PASSAGES)) if retriever is None else retriever,
         build_reward(cfg.reward, cfg.tags),
-        DEMO_RECORDS,
+        records,
         DEMO_RECORDS,
         backend_factory=backend,
         on_step_end=on_step_end,

@@ -151,3 +151,45 @@ def test_the_judge_column_when_the_judge_is_on(world, serve, monkeypatch):
     rows = [json.loads(line) for line in open(world["out"] / "predictions" / "naive__demo.jsonl")]
     assert all(row["judge"] in (0.0, 1.0) for row in rows)
     assert "| judge |" in (world["out"] / "report.md").read_text()
+
+
+def test_a_damaged_predictions_file_is_redone_with_one_line_saying_why(world, capsys):
+    assert _run(world, "eval.methods=[naive, rag]") == 0
+    predictions = world["out"] / "predictions"
+    rag = predictions / "rag__demo.jsonl"
+    rag.write_text("".join(rag.read_text().splitlines(keepends=True)[:-1]))  # a line lost
+    (predictions / "naive__demo.jsonl").write_bytes(b"\x00\xffgarbage")
+    capsys.readouterr()
+    assert _run(world, "eval.methods=[naive, rag]") == 0
+    err = capsys.readouterr().err
+    assert "evaluate: redoing rag__demo: it holds 2 rows for 3 questions" in err
+    assert "evaluate: redoing naive__demo: line 1 is not JSON" in err
+    metrics = json.loads((world["out"] / "metrics.json").read_text())
+    assert all(metrics["summaries"][m]["demo"]["questions"] == 3 for m in ("naive", "rag"))
+    assert len(rag.read_text().splitlines()) == 3
+    assert (
+        "redone, the earlier file did not check: naive__demo"
+        in (world["out"] / "report.md").read_text()
+    )
+
+
+def test_one_engine_per_model_folder_closed_before_the_next(world, tmp_path, smollm2_tokenizer):
+    from recipe.config import load_config
+    from recipe.eval_run import PolicyEngines, by_model
+    from recipe.schema import RunConfig
+
+    other = tmp_path / "other"
+    tiny_policy(smollm2_tokenizer, seed=1).save_pretrained(other)
+    smollm2_tokenizer.save_pretrained(other)
+    methods = "eval.methods=[naive, other, rag]"
+    cfg = load_config(
+        RunConfig, None, [*world["overrides"], methods, f"eval.policies={{other: {other}}}"]
+    )
+    assert by_model(cfg) == ["naive", "rag", "other"]  # the baseline's two methods in a row
+    engines = PolicyEngines(cfg)
+    baseline = engines.backend_for(cfg.eval.baseline_model)
+    assert engines.backend_for(cfg.eval.baseline_model) is baseline and engines.built == 1
+    engines.backend_for(str(other))
+    assert baseline.model is None and engines.built == 2  # closed before the next was built
+    engines.close()
+    assert engines.backend is None

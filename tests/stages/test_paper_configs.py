@@ -55,8 +55,9 @@ def test_the_shared_published_values(name):
     assert (a.advantage, a.clip_eps, a.kl_coef) == ("reinforce_pp_baseline", 0.2, 0.0)
     t = cfg.trainer
     assert t.lr == pytest.approx(2e-6) and not t.lr_decay and t.warmup_steps == 0
-    # 16 questions x 16 samples: the release's 256 samples per update (TBS=256).
-    assert t.prompts_per_step * ro.samples_per_prompt == 256
+    # 64 questions x 16 samples rolled out (RBS=64), 4 updates of 256 samples (TBS=256).
+    assert (t.prompts_per_step, t.updates_per_rollout) == (64, 4)
+    assert t.prompts_per_step * ro.samples_per_prompt // t.updates_per_rollout == 256
     assert t.deepspeed_config == "configs/deepspeed/zero2.json"
     assert (REPO / t.deepspeed_config).is_file()
 
@@ -72,7 +73,7 @@ def test_the_stages_rewards_data_and_chaining():
     assert (stage2.reward.name, stage2.reward.format_penalty) == ("stage2", -2.0)
     assert stage2.model.path == f"runs/{stage1.trainer.run_name}/final"
     assert stage2.trainer.compare_with == f"runs/{stage1.trainer.run_name}"
-    # One pass over Table 1's questions (350 in stage 1, 8148 in stage 2) at 16 per step.
+    # One pass over Table 1's questions (350 in stage 1, 8148 in stage 2) at 64 per step.
     filt = paper_config("filter").filter
     sizes = {s: sum(sum(b.values()) for b in q.values()) for s, q in filt.quotas.items()}
     assert sizes == {"stage1": 350, "stage2": 8148}

@@ -413,7 +413,10 @@ class EvalConfig:
         ge=1,
     )
     bootstrap_seed: int = doc(0, "Seed of those resamplings.")
-    paired_metrics: list[str] = doc(
+    # The per-question scores of recipe.evaluation.SUMMARY_METRICS (a test pins them).
+    paired_metrics: list[
+        Literal["f1", "em", "cover_em", "searched", "searches", "valid", "answer_in_docs"]
+    ] = doc(
         ["f1", "searched", "valid"],
         "Per-question scores a run summary pairs between its final dev evaluation and its "
         "start (and `trainer.compare_with`'s).",

@@ -1,11 +1,13 @@
-"""A stage config's rules that depend on more than the config: the rank count the launcher set
-and the policy's layer count. They run when the config is read, before any model loads, so a
-bad value costs a second, not a model load on every rank. This module imports nothing heavy
+"""A stage config's rules that depend on more than the config: the rank count the launcher set,
+the policy's layer count and whether optional packages the config asks for are installed. They
+run when the config is read, before any model loads, so a bad value costs a second, not a model
+load on every rank. This module imports nothing heavy
 (no torch, transformers or DeepSpeed): the config error must come before those imports.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -62,6 +64,10 @@ def check_stage_config(cfg: RunConfig) -> None:
             f"ranks (each question's samples stay on one rank); use a multiple of {world}",
         )
     check_frozen_layers(cfg, configured_layers(cfg.model))
+    if cfg.logging.wandb and importlib.util.find_spec("wandb") is None:
+        raise FieldError(
+            "logging.wandb", "wandb is not installed: pip install -e '.[wandb]', or set it false"
+        )
     if cfg.model.architecture is not None and cfg.model.architecture not in KNOWN:
         raise FieldError(
             "model.architecture",

@@ -3,6 +3,7 @@ evaluations, the reward spread inside each question's group, and optional wandb 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 
@@ -13,6 +14,7 @@ from recipe.schema import LoggingConfig
 from recipe.training.metrics import METRICS_FILE, MetricsTracker
 from recipe.training.monitors import group_metrics
 from rewards.stage import RewardResult
+from stages.run import main as stage_main
 
 
 def _logged(run_dir) -> list[dict]:
@@ -51,16 +53,30 @@ def test_group_metrics_give_the_spread_inside_each_question_group():
 
 
 def test_wandb_offline_run_holds_the_logged_scalars(tmp_path, monkeypatch):
+    """wandb commits a step's row when a later step is logged: the dev scalars logged after
+    the step's own land in the same row."""
     wandb = pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     cfg = LoggingConfig(tensorboard=False, wandb=True, wandb_project="tiny")
     tracker = MetricsTracker(tmp_path / "run", cfg)
-    tracker.log(1, {"reward/total": 0.25})
-    tracker.log(2, {"reward/total": 0.75, "dev/f1": 0.5})
-    summary = dict(tracker.wandb.summary)
     assert tracker.wandb.project == "tiny" and tracker.wandb.name == "run"
+    tracker.log(1, {"reward/total": 0.25})
+    tracker.log(2, {"reward/total": 0.75})
+    tracker.log(2, {"dev/f1": 0.5}, always=True)
+    tracker.log(3, {"reward/total": 1.0})
+    summary = dict(tracker.wandb.summary)
     tracker.close()
+    assert summary["_step"] == 2
     assert summary["reward/total"] == 0.75 and summary["dev/f1"] == 0.5
-    assert list((tmp_path / "run" / "wandb").glob("offline-run-*")), "no offline run folder"
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert wandb.run is None  # finished
+
+
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed")
+def test_wandb_asked_for_without_wandb_installed_is_refused_before_loading(capsys):
+    with pytest.raises(SystemExit) as done:
+        stage_main("configs/smoke/stage1.yaml", ["logging.wandb=true"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "logging.wandb (from command line)" in err and "pip install -e '.[wandb]'" in err

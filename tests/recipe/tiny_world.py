@@ -31,7 +31,11 @@ REPO = Path(__file__).resolve().parents[2]
 FREE_TOKENS = 2
 
 
-def tiny_config(run_dir: Path, steps: int, **trainer) -> RunConfig:
+def tiny_config(
+    run_dir: Path, steps: int, sections: dict[str, dict] | None = None, **trainer
+) -> RunConfig:
+    """The tiny world's config; `sections` sets fields of other sections by name
+    ({"algo": {"kl_coef": 0.1}}), after the tiny world's own settings."""
     cfg = RunConfig()
     cfg.model.prompt_style = "instruct"
     cfg.model.dtype = "float32"
@@ -61,6 +65,9 @@ def tiny_config(run_dir: Path, steps: int, **trainer) -> RunConfig:
     for key, value in settings.items():
         setattr(cfg.trainer, key, value)
     cfg.logging.progress = False
+    for section, fields in (sections or {}).items():
+        for key, value in fields.items():
+            setattr(getattr(cfg, section), key, value)
     return cfg
 
 
@@ -109,10 +116,16 @@ class ParityScript(FirstTokenSteering):
 
 
 def tiny_trainer(
-    run_dir: Path, steps: int, on_step_end=None, retriever=None, records=DEMO_RECORDS, **trainer
+    run_dir: Path,
+    steps: int,
+    on_step_end=None,
+    retriever=None,
+    records=DEMO_RECORDS,
+    sections=None,
+    **trainer,
 ) -> Trainer:
     torch.manual_seed(0)
-    cfg = tiny_config(run_dir, steps, **trainer)
+    cfg = tiny_config(run_dir, steps, sections, **trainer)
     tokenizer = smollm2_tokenizer()
     model = tiny_policy(tokenizer, seed=0)
     steering = ParityScript(tokenizer, cfg, DEMO_RECORDS)

@@ -30,10 +30,10 @@ import torch
 from demo.world import DEMO_PASSAGES, DEMO_RECORDS, smollm2_tokenizer
 from recipe.retrieval.bm25 import BM25Retriever
 from recipe.schema import RunConfig
-from recipe.trainer import Trainer
 from recipe.training.architectures import KNOWN, from_config_dict
 from recipe.training.memory_plan import GB, Hardware, build_plan, read_json
 from recipe.training.metrics import MetricsTracker
+from recipe.training.trainer import Trainer
 from rewards.stage import build_reward
 
 REPO = Path(__file__).resolve().parents[1]

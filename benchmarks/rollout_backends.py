@@ -24,6 +24,7 @@ import torch
 
 from data_filtering.sources import load_questions
 from recipe.config import load_config
+from recipe.generation import build_backend
 from recipe.policy import load_policy
 from recipe.retrieval.client import build_retriever
 from recipe.rollout import RolloutEngine, build_rollout_engine
@@ -64,7 +65,8 @@ def main(argv=None) -> None:
     started = time.perf_counter()
     for name in ("hf", "vllm"):
         run_cfg = dataclasses.replace(cfg, rollout=dataclasses.replace(cfg.rollout, backend=name))
-        engines[name] = build_rollout_engine(run_cfg, model, tokenizer, retriever)
+        backend = build_backend(run_cfg, model, tokenizer)
+        engines[name] = build_rollout_engine(run_cfg, backend, retriever)
     vllm_start = time.perf_counter() - started
     for engine in engines.values():  # warm-up: first-call kernel set-up, the retriever's cache
         timed_rollout(engine, records)

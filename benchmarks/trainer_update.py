@@ -36,9 +36,9 @@ from recipe.policy import load_policy
 from recipe.retrieval.base import Passage
 from recipe.retrieval.bm25 import BM25Retriever
 from recipe.schema import RunConfig
-from recipe.trainer import Trainer
 from recipe.training.batch import TrainBatch
 from recipe.training.microbatch import token_micro_batches
+from recipe.training.trainer import Trainer
 from rewards.stage import build_reward
 
 

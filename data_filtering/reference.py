@@ -2,7 +2,7 @@
 
 `ReferenceRounds(cfg)` is the `RoundRunner` difficulty estimation calls: each call is one
 `RolloutEngine.rollout` over a few questions with `filter.rollouts_per_round` samples each,
-scored by `recipe.evaluation.score_trajectory` (the dev evaluation's scoring: the answer of the
+scored by `recipe.evaluation.scoring.score_trajectory` (the dev evaluation's scoring: the answer of the
 last closed answer block under `reward.metric_profile`). The model (in `model.dtype`, as the
 trainer's generation copy, on the rank's own device) and the retriever load at the first call, so
 a run that finds every question already estimated loads neither; `close` frees the engine.
@@ -17,7 +17,8 @@ from data_filtering.config import FilterRunConfig
 from data_filtering.difficulty import ROUND_SEED_STRIDE
 from data_filtering.records import QARecord
 from data_filtering.results import SampleOutcome
-from recipe.evaluation import score_trajectory
+from recipe.evaluation.scoring import score_trajectory
+from recipe.generation import build_backend
 from recipe.rollout import RolloutEngine, build_rollout_engine
 
 
@@ -48,16 +49,8 @@ class ReferenceRounds:
         if cfg.rollout.backend == "hf":  # vLLM places its own engine on the rank's device
             model.to(rank_device())
         retriever = build_retriever(cfg.retriever)
-        if self.backend_factory is None:
-            return build_rollout_engine(cfg, model, tokenizer, retriever)
-        return RolloutEngine(
-            self.backend_factory(model, tokenizer),
-            retriever,
-            cfg.tags,
-            cfg.rollout,
-            topk=cfg.retriever.topk,
-            prompt_style=cfg.model.prompt_style,
-        )
+        factory = self.backend_factory or (lambda m, t: build_backend(cfg, m, t))
+        return build_rollout_engine(cfg, factory(model, tokenizer), retriever)
 
     def __call__(
         self, records: Sequence[QARecord], round_index: int, call_index: int

@@ -2,7 +2,7 @@
 
 Rollouts of the base model on task-world dev questions with the stage prompt, sampled at the
 stage temperature by the real rollout engine against a retriever over the task corpus, scored
-by the evaluation's own code (`recipe.evaluation`); this module holds only the gate's checks. The
+by the evaluation's own code (`recipe.evaluation.scoring`); this module holds only the gate's checks. The
 base must seldom search (there is something for stage 1 to teach), mostly write well-formed
 responses (the format is known), and answer clearly better when it does search than when it
 does not (there is something for stage 2 to reward). Thresholds are in the `gate` section.
@@ -18,7 +18,8 @@ from pathlib import Path
 from data_filtering.records import QARecord
 from data_filtering.sources import load_questions
 from miniwiki.base_config import GateConfig
-from recipe.evaluation import question_kind, score_trajectory, summarize_by_kind
+from recipe.evaluation.scoring import question_kind, score_trajectory, summarize_by_kind
+from recipe.generation import build_backend
 from recipe.retrieval.base import Retriever
 from recipe.retrieval.bm25 import BM25Retriever
 from recipe.retrieval.corpus import read_corpus
@@ -53,7 +54,7 @@ def gate_retriever(
 
 
 def score(trajectory: Trajectory, record: QARecord, run_cfg: RunConfig) -> dict:
-    """The evaluation's scores of one rollout (`recipe.evaluation`), with its question kind.
+    """The evaluation's scores of one rollout (`recipe.evaluation.scoring`), with its question kind.
     `searched` is an executed search; the gate's search rate counts well-formed queries."""
     row = score_trajectory(trajectory, run_cfg.tags, run_cfg.reward)
     return {**row, "kind": question_kind(record)}
@@ -122,9 +123,9 @@ def run_gate(
     rollout_cfg = replace(
         run_cfg.rollout, samples_per_prompt=gate_cfg.samples_per_question, seed=gate_cfg.seed
     )
-    engine = build_rollout_engine(
-        replace(run_cfg, rollout=rollout_cfg), model, tokenizer, retriever
-    )
+    gate_run_cfg = replace(run_cfg, rollout=rollout_cfg)
+    backend = build_backend(gate_run_cfg, model, tokenizer)
+    engine = build_rollout_engine(gate_run_cfg, backend, retriever)
     trajectories = engine.rollout(records)
     by_id = {r.id: r for r in records}
     rows = [score(t, by_id[t.record_id], run_cfg) for t in trajectories]

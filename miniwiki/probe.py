@@ -28,7 +28,7 @@ from recipe.generation.hf import HFBackend
 from recipe.generation.scripted import ScriptedContinuation
 from recipe.policy import load_policy
 from recipe.prompts import question_prompt_ids
-from recipe.rollout import RolloutEngine
+from recipe.rollout import build_rollout_engine
 from recipe.schema import RunConfig
 
 
@@ -73,10 +73,9 @@ def main(argv=None) -> dict:
         run_cfg.rollout, samples_per_prompt=args.samples, seed=args.seed,
         temperature=args.temperature,
     )  # fmt: skip
-    engine = RolloutEngine(
-        HFBackend(model, tokenizer, [force]), retriever, run_cfg.tags, rollout_cfg,
-        topk=run_cfg.retriever.topk, prompt_style=style,
-    )  # fmt: skip
+    engine = build_rollout_engine(
+        run_cfg, HFBackend(model, tokenizer, [force]), retriever, rollout_cfg
+    )
     trajectories = engine.rollout(chosen)
     by_id = {r.id: r for r in chosen}
     rows = [score(t, by_id[t.record_id], run_cfg) for t in trajectories]

@@ -21,11 +21,11 @@ from typing import Protocol
 
 import numpy as np
 
-from recipe.generation import build_backend
 from recipe.generation.base import Generation, GenerationBackend, GenerationRequest, SamplingParams
 from recipe.prompts import Segment, format_documents, question_prompt_ids, render_segments
 from recipe.retrieval.base import Retriever
 from recipe.schema import ModelConfig, RetrieverConfig, RolloutConfig, RunConfig, TagsConfig
+from rewards.metrics import normalize_answer
 
 
 class QuestionRecord(Protocol):
@@ -255,16 +255,32 @@ class RolloutEngine:
         return self.tags.end_query in text
 
 
-def build_rollout_engine(run_cfg: RunConfig, model, tokenizer, retriever: Retriever):
-    """The engine a run config describes, on the configured generation backend."""
+def build_rollout_engine(
+    run_cfg: RunConfig,
+    backend: GenerationBackend,
+    retriever: Retriever,
+    rollout: RolloutConfig | None = None,
+) -> RolloutEngine:
+    """The engine a run config describes around a backend (`recipe.generation.build_backend`
+    makes the configured one). `rollout` stands in for the config's rollout section where a
+    caller samples otherwise: a rank's seed, a greedy evaluation, one sample per question."""
     return RolloutEngine(
-        build_backend(run_cfg, model, tokenizer),
+        backend,
         retriever,
         run_cfg.tags,
-        run_cfg.rollout,
+        rollout if rollout is not None else run_cfg.rollout,
         topk=run_cfg.retriever.topk,
         prompt_style=run_cfg.model.prompt_style,
     )
+
+
+def answer_in_documents(trajectory: Trajectory, profile: str) -> bool:
+    """Whether a normalised gold answer occurs in the normalised passages the model read
+    (inserted after its queries, or listed in its prompt by rollout.search=once)."""
+    texts = [*trajectory.prompt_passages, *trajectory.inserted_texts]
+    documents = " ".join(normalize_answer(t, profile) for t in texts)
+    golds = [normalize_answer(g, profile) for g in trajectory.golds]
+    return any(g and f" {g} " in f" {documents} " for g in golds)
 
 
 def format_trajectory(trajectory: Trajectory, tokenizer, open_mark: str, close_mark: str) -> str:

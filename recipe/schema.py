@@ -413,7 +413,7 @@ class EvalConfig:
         ge=1,
     )
     bootstrap_seed: int = doc(0, "Seed of those resamplings.")
-    # The per-question scores of recipe.evaluation.SUMMARY_METRICS (a test pins them).
+    # The per-question scores of recipe.evaluation.scoring.SUMMARY_METRICS (a test pins them).
     paired_metrics: list[
         Literal["f1", "em", "cover_em", "searched", "searches", "valid", "answer_in_docs"]
     ] = doc(

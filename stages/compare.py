@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from recipe.evaluation import paired_difference, read_predictions
+from recipe.evaluation.scoring import paired_difference, read_predictions
 
 SUMMARY = "summary.json"
 FINAL_EVAL = "eval_final.jsonl"

@@ -5,7 +5,7 @@
 
 Every method in `eval.methods` runs on every data set in `eval.datasets` (a seeded sample of
 `eval.questions`, the same questions for every method), greedy unless `eval.temperature` says
-otherwise, through the one rollout engine (`recipe.eval_run` says what each method is, how the
+otherwise, through the one rollout engine (`recipe.evaluation.runner` says what each method is, how the
 engines and ranks are used and when a file is reused). Optional: one sampled evaluation per
 `eval.sample_seeds` (mean +- std), an LLM judge.
 
@@ -27,7 +27,7 @@ from recipe.config import parse_cli
 from recipe.exit_status import run_reporting
 from recipe.schema import RunConfig
 
-# recipe.eval_run, recipe.evaluation and the retriever bring torch and transformers; they are
+# recipe.evaluation.runner, recipe.evaluation.scoring and the retriever bring torch and transformers; they are
 # imported once the config is read, so that a config error is reported at once.
 
 DEFAULT_CONFIG = "configs/embedded/eval.yaml"
@@ -35,7 +35,7 @@ DEFAULT_CONFIG = "configs/embedded/eval.yaml"
 
 def load_datasets(cfg: RunConfig) -> dict[str, list]:
     """The seeded question sample of every data set (the same for every method)."""
-    from recipe.evaluation import sample_questions
+    from recipe.evaluation.scoring import sample_questions
 
     datasets = {}
     for name, files in cfg.eval.datasets.items():
@@ -46,7 +46,7 @@ def load_datasets(cfg: RunConfig) -> dict[str, list]:
 
 
 def _print_results(cfg: RunConfig, metrics: dict) -> None:
-    from recipe.eval_report import results_table
+    from recipe.evaluation.report import results_table
 
     print(results_table(metrics["summaries"]))
     for check in metrics["checks"]:
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _evaluate(cfg: RunConfig) -> int:
-    from recipe.eval_run import by_model, run_evaluation
+    from recipe.evaluation.runner import by_model, run_evaluation
     from recipe.retrieval.client import build_retriever
     from recipe.training.ranks import join_launched_ranks, leave_ranks
 

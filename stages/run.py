@@ -47,8 +47,8 @@ def run_stage(cfg: RunConfig, **trainer_kwargs) -> dict:
 def _run_stage(cfg: RunConfig, trainer_kwargs: dict) -> dict:
     from recipe.policy import load_policy
     from recipe.retrieval.client import build_retriever
-    from recipe.trainer import Trainer
     from recipe.training.engine import training_dtype
+    from recipe.training.trainer import Trainer
 
     data = cfg.data
     train = load_records(data.train_files, data.source_format, data.max_questions)

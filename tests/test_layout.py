@@ -53,3 +53,59 @@ def test_the_design_layout_table_names_every_top_level_folder():
     ).stdout.split()
     folders = {path.split("/")[0] for path in tracked if "/" in path and not path.startswith(".")}
     assert named == folders
+
+
+# One home per mechanism: the trainer lives with its pieces, the evaluation in its own package,
+# and neither reaches into the other's internals.
+HOMES = {
+    "recipe/training": {
+        "trainer.py",
+        "update.py",
+        "checkpoint.py",
+        "monitors.py",
+        "memory_plan.py",
+    },
+    "recipe/evaluation": {"runner.py", "scoring.py", "report.py", "predictions.py", "judge.py"},
+}
+
+
+def _modules_imported(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_training_and_evaluation_each_live_in_one_package():
+    for folder, modules in HOMES.items():
+        assert modules <= {p.name for p in (REPO / folder).glob("*.py")}, folder
+    top_level = {p.stem for p in (REPO / "recipe").glob("*.py")}
+    assert not top_level & {"trainer", "evaluation", "eval_report", "eval_run", "judge"}
+
+
+def test_the_evaluation_imports_nothing_of_the_trainer():
+    imported = set().union(
+        *(_modules_imported(p) for p in (REPO / "recipe/evaluation").glob("*.py"))
+    )
+    assert {m for m in imported if m.startswith("recipe.training")} <= {
+        "recipe.training.ranks",  # the evaluation shares its questions over the same ranks
+        "recipe.training.metrics",  # the folder name of the logs it plots
+    }
+
+
+def test_the_rollout_engine_is_built_in_one_place():
+    calls = {}
+    for package in ("recipe", "stages", "data_filtering", "miniwiki"):
+        for path in (REPO / package).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            n = sum(
+                isinstance(node, ast.Call) and getattr(node.func, "id", "") == "RolloutEngine"
+                for node in ast.walk(tree)
+            )
+            if n:
+                calls[str(path.relative_to(REPO))] = n
+    assert calls == {"recipe/rollout.py": 1}

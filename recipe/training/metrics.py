@@ -71,6 +71,7 @@ class MetricsTracker:
         self.cfg = cfg
         self.enabled = enabled  # False on every rank but 0: one rank writes the logs
         self.writer = None
+        self.wandb = None
         if not enabled:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -82,7 +83,8 @@ class MetricsTracker:
             self.writer = SummaryWriter(
                 str(self.run_dir / TENSORBOARD_DIR), purge_step=resume_step + 1
             )
-        self.wandb = open_wandb_run(self.run_dir, cfg, resume_step) if cfg.wandb else None
+        if cfg.wandb:
+            self.wandb = open_wandb_run(self.run_dir, cfg, resume_step)
 
     def log(self, step: int, scalars: dict[str, float], always: bool = False) -> None:
         """Write `scalars` at `step`: every `logging.log_every`-th step, or at once with `always`."""

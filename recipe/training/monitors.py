@@ -13,24 +13,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from recipe.rollout import Trajectory
+from recipe.rollout import Trajectory, answer_in_documents
 from rewards.format import check_format
-from rewards.metrics import normalize_answer
 from rewards.spec import RewardConfig, TagsConfig
 from rewards.stage import RewardResult
 
 
 def _mean(values: Sequence[float]) -> float:
     return float(sum(values) / len(values)) if values else 0.0
-
-
-def answer_in_documents(trajectory: Trajectory, profile: str) -> bool:
-    """Whether a normalised gold answer occurs in the normalised passages the model read
-    (inserted after its queries, or listed in its prompt by rollout.search=once)."""
-    texts = [*trajectory.prompt_passages, *trajectory.inserted_texts]
-    documents = " ".join(normalize_answer(t, profile) for t in texts)
-    golds = [normalize_answer(g, profile) for g in trajectory.golds]
-    return any(g and f" {g} " in f" {documents} " for g in golds)
 
 
 def group_metrics(

@@ -7,8 +7,13 @@ import typing
 
 import pytest
 
-from recipe.eval_report import checks_table, goal_checks, kind_table
-from recipe.evaluation import SUMMARY_METRICS, paired_difference, summarize, summarize_by_kind
+from recipe.evaluation.report import checks_table, goal_checks, kind_table
+from recipe.evaluation.scoring import (
+    SUMMARY_METRICS,
+    paired_difference,
+    summarize,
+    summarize_by_kind,
+)
 from recipe.schema import EvalConfig
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from recipe.eval_predictions import reusable_rows, stamp_path, write_predictions
+from recipe.evaluation.predictions import reusable_rows, stamp_path, write_predictions
 
 IDS = ["q1", "q2", "q3"]
 DIGEST = "d" * 16

@@ -8,9 +8,9 @@ import pytest
 from data_filtering.identity import ManifestError
 from data_filtering.sources import SourceError
 from recipe.config import ConfigError, FieldError
-from recipe.eval_run import EvaluationError
+from recipe.evaluation.judge import JudgeError
+from recipe.evaluation.runner import EvaluationError
 from recipe.exit_status import BAD_INPUT, STOPPED, exit_status, run_reporting
-from recipe.judge import JudgeError
 from recipe.policy import PolicyLoadError
 from recipe.retrieval.base import RetrievalInputError
 from recipe.retrieval.client import RetrievalRequestError, RetrievalUnavailable

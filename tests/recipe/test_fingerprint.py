@@ -147,5 +147,5 @@ def test_a_missing_input_is_a_part_of_its_own(tmp_path):
 
 def test_the_stage_entry_point_closure_stays_inside_its_dependencies():
     names = {str(p.relative_to(REPO_ROOT)) for p in code_closure(["stages.stage1"])}
-    assert {"stages/stage1.py", "recipe/trainer.py", "rewards/stage.py"} <= names
+    assert {"stages/stage1.py", "recipe/training/trainer.py", "rewards/stage.py"} <= names
     assert not any(n.startswith(("miniwiki/", "benchmarks/", "tests/")) for n in names)

@@ -172,8 +172,8 @@ def test_a_stage1_step_trains_and_the_next_rollout_uses_the_new_weights(
 ):
     """One real trainer step (stage-1 reward, DeepSpeed on CPU) with the vLLM backend: after
     the sync, vLLM samples from the updated weights, as the HF backend does on them."""
-    from recipe.trainer import Trainer
     from recipe.training.engine import SINGLE_RANK_ENV
+    from recipe.training.trainer import Trainer
     from rewards.stage import build_reward
     from tests.recipe.tiny_world import ParityScript, tiny_config
 

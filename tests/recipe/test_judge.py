@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from recipe.judge import (
+from recipe.evaluation.judge import (
     JUDGE_PROMPT,
     JudgeError,
     LLMJudge,

@@ -15,11 +15,11 @@ import torch
 
 from demo.world import DEMO_RECORDS
 from recipe.ports import free_port
-from recipe.trainer import TrainingError
 from recipe.training.batch import collate
 from recipe.training.checkpoint import CheckpointStore
 from recipe.training.engine import SINGLE_RANK_ENV
 from recipe.training.ranks import Ranks
+from recipe.training.trainer import TrainingError
 from tests.recipe.tiny_world import REPO, tiny_trainer
 from tests.recipe.two_ranks import gradients_at_step
 

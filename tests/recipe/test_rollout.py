@@ -13,6 +13,7 @@ from demo.world import (
     masked_spans,
     planned_search_script,
 )
+from recipe.generation import build_backend
 from recipe.generation.hf import HFBackend
 from recipe.generation.scripted import ScriptedContinuation
 from recipe.prompts import format_documents, render_segments
@@ -198,12 +199,16 @@ def test_engine_from_run_config(tiny_model, smollm2_tokenizer):
     cfg = RunConfig()
     cfg.retriever.topk = 1
     cfg.model.prompt_style = "base"
-    engine = build_rollout_engine(cfg, tiny_model, smollm2_tokenizer, BM25Retriever(DEMO_PASSAGES))
+    backend = build_backend(cfg, tiny_model, smollm2_tokenizer)
+    engine = build_rollout_engine(cfg, backend, BM25Retriever(DEMO_PASSAGES))
     assert (engine.topk, engine.prompt_style, engine.cfg) == (1, "base", cfg.rollout)
+    greedy = dataclasses.replace(cfg.rollout, temperature=0.0, seed=7)
+    engine = build_rollout_engine(cfg, backend, BM25Retriever(DEMO_PASSAGES), greedy)
+    assert (engine.cfg.temperature, engine.cfg.seed, engine.topk) == (0.0, 7, 1)
     if importlib.util.find_spec("vllm") is None:  # the main venv: a clear error, not a crash
         cfg.rollout.backend = "vllm"
         with pytest.raises(ImportError, match="rollout.backend=vllm needs the vllm package"):
-            build_rollout_engine(cfg, tiny_model, smollm2_tokenizer, BM25Retriever(DEMO_PASSAGES))
+            build_backend(cfg, tiny_model, smollm2_tokenizer)
 
 
 def test_eos_ends_the_response_and_stays_out_of_its_text(tiny_model, smollm2_tokenizer):

@@ -18,10 +18,10 @@ import torch
 from safetensors.torch import load_file
 
 from recipe.algorithms import compute_advantages, ppo_clip_loss
-from recipe.trainer import TrainingError
 from recipe.training.batch import collate
 from recipe.training.engine import SINGLE_RANK_ENV
 from recipe.training.logprobs import sequence_logprobs
+from recipe.training.trainer import TrainingError
 from recipe.training.update import micro_batches
 from rewards.stage import RewardResult
 from tests.recipe.tiny_world import REPO, tiny_trainer

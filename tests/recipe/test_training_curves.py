@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from matplotlib.image import imread
 
+from recipe.evaluation.curves import plot_training_curves, read_scalars, reward_terms
 from recipe.schema import LoggingConfig
 from recipe.training.metrics import TENSORBOARD_DIR, MetricsTracker
-from recipe.training_curves import plot_training_curves, read_scalars, reward_terms
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LOGS = LoggingConfig(tensorboard=True, save_trajectories=False, progress=False)

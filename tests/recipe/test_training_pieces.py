@@ -8,13 +8,13 @@ import copy
 import pytest
 import torch
 
-from recipe.evaluation import paired_difference, sample_questions
-from recipe.rollout import Trajectory
+from recipe.evaluation.scoring import paired_difference, sample_questions
+from recipe.rollout import Trajectory, answer_in_documents
 from recipe.training.batch import collate
 from recipe.training.checkpoint import COMPLETE, LATEST, CheckpointStore
 from recipe.training.logprobs import sequence_logprobs, target_index
 from recipe.training.microbatch import split_to_count, token_micro_batches
-from recipe.training.monitors import answer_in_documents, rollout_metrics
+from recipe.training.monitors import rollout_metrics
 from recipe.training.sampler import QuestionSampler
 from rewards.spec import RewardConfig, TagsConfig
 from rewards.stage import build_reward

@@ -24,7 +24,7 @@ from recipe.generation.hf import HFBackend
 from recipe.prompts import question_prompt_ids
 from recipe.retrieval.bm25 import BM25Retriever
 from recipe.schema import RunConfig
-from recipe.trainer import Trainer, TrainingError
+from recipe.training.trainer import Trainer, TrainingError
 from rewards.stage import build_reward
 
 REPO = Path(__file__).resolve().parents[2]

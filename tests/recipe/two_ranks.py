@@ -85,7 +85,7 @@ def fit_vllm(run_dir: str, steps: str, out_dir: str) -> None:
     from recipe.generation.base import GenerationRequest, SamplingParams
     from recipe.prompts import question_prompt_ids
     from recipe.retrieval.bm25 import BM25Retriever
-    from recipe.trainer import Trainer
+    from recipe.training.trainer import Trainer
     from rewards.stage import build_reward
     from tests.recipe.tiny_world import FREE_TOKENS, ParityScript, tiny_config
 

@@ -6,7 +6,7 @@ import json
 import random
 from pathlib import Path
 
-from recipe.evaluation import summarize, summarize_by_kind
+from recipe.evaluation.scoring import summarize, summarize_by_kind
 from stages.compare import compare, config_differences, main
 
 

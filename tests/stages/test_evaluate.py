@@ -175,7 +175,7 @@ def test_a_damaged_predictions_file_is_redone_with_one_line_saying_why(world, ca
 
 def test_one_engine_per_model_folder_closed_before_the_next(world, tmp_path, smollm2_tokenizer):
     from recipe.config import load_config
-    from recipe.eval_run import PolicyEngines, by_model
+    from recipe.evaluation.runner import PolicyEngines, by_model
     from recipe.schema import RunConfig
 
     other = tmp_path / "other"

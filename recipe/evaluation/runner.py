@@ -16,7 +16,7 @@ the files, runs the judge and writes the report. Greedy rows do not depend on th
 sampled evaluation draws other (equally valid) samples on another number of ranks.
 
 Reuse. A predictions file is reused when its settings digest and its content check
-(`recipe.eval_predictions`); otherwise it is redone, with one line saying why.
+(`recipe.evaluation.predictions`); otherwise it is redone, with one line saying why.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from recipe.atomic import write_json, write_text
 from recipe.config import save_config, to_dict
-from recipe.eval_predictions import reusable_rows, write_predictions
+from recipe.evaluation.predictions import reusable_rows, write_predictions
 from recipe.exit_status import BAD_INPUT
 from recipe.schema import RunConfig
 from recipe.training.ranks import Ranks, current_ranks, rank_device
@@ -166,7 +166,7 @@ class MethodRunner:
             and self.cfg.eval.judge.enabled
             and any("judge" not in r for r in rows)
         ):
-            from recipe.judge import LLMJudge
+            from recipe.evaluation.judge import LLMJudge
 
             with LLMJudge(self.cfg.eval.judge) as judge:  # cached verdicts: asked once
                 for row, verdict in zip(rows, judge.verdicts(rows), strict=True):
@@ -175,22 +175,15 @@ class MethodRunner:
         return rows
 
     def _roll_out(self, method: str, name: str, records, temperature: float, seed: int):
-        from recipe.evaluation import evaluate
-        from recipe.rollout import RolloutEngine
+        from recipe.evaluation.scoring import evaluate
+        from recipe.rollout import build_rollout_engine
 
         model_path, search = method_model(self.cfg, method)
         backend = self.engines.backend_for(model_path)
         rollout = dataclasses.replace(
             self.cfg.rollout, search=search, temperature=temperature, seed=seed
         )
-        engine = RolloutEngine(
-            backend,
-            self.retriever,
-            self.cfg.tags,
-            rollout,
-            topk=self.cfg.retriever.topk,
-            prompt_style=self.cfg.model.prompt_style,
-        )
+        engine = build_rollout_engine(self.cfg, backend, self.retriever, rollout)
         if self.ranks.is_main:
             on = f" on {self.ranks.world} ranks" if self.ranks.world > 1 else ""
             print(f"evaluate: {name} ({len(records)} questions{on})", file=sys.stderr)
@@ -257,8 +250,8 @@ def run_evaluation(
 
 
 def _write_report(cfg, out_dir: Path, datasets, rows, sampled, runner: MethodRunner) -> dict:
-    from recipe.eval_report import goal_checks, report_markdown
-    from recipe.evaluation import summarize
+    from recipe.evaluation.report import goal_checks, report_markdown
+    from recipe.evaluation.scoring import summarize
 
     summaries = {m: {d: summarize(r) for d, r in by_d.items()} for m, by_d in rows.items()}
     checks = goal_checks(
@@ -287,7 +280,7 @@ def _plot_curves(cfg: RunConfig, out_dir: Path) -> tuple[str | None, list[str]]:
     """(the PNG's name in the report folder or None, notes on the runs it skipped)."""
     if not cfg.eval.training_runs:
         return None, []
-    from recipe.training_curves import plot_training_curves
+    from recipe.evaluation.curves import plot_training_curves
 
     plot = plot_training_curves(cfg.eval.training_runs, out_dir / "training_curves.png")
     return (plot.png.name if plot.png else None), list(plot.notes)

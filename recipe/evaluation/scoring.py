@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from recipe.rollout import RolloutEngine, Trajectory
-from recipe.training.monitors import answer_in_documents
+from recipe.rollout import RolloutEngine, Trajectory, answer_in_documents
 from rewards.format import check_format
 from rewards.metrics import cover_exact_match, exact_match, f1_score
 from rewards.spec import RewardConfig, TagsConfig

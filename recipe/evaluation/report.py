@@ -1,7 +1,7 @@
 """The evaluation report: the table (methods x data sets x metrics), paired differences with
 bootstrap intervals, the held-to checks, and `report.md`.
 
-Pure functions of evaluation rows and summaries (`recipe.evaluation`); `stages.evaluate`
+Pure functions of evaluation rows and summaries (`recipe.evaluation.scoring`); `stages.evaluate`
 produces them. Every number in the report comes from the rows written beside it.
 """
 
@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from recipe.evaluation import BOOTSTRAP_SAMPLES, paired_difference, summarize, summarize_by_kind
+from recipe.evaluation.scoring import (
+    BOOTSTRAP_SAMPLES,
+    paired_difference,
+    summarize,
+    summarize_by_kind,
+)
 
 # (column header, summary key): answer metrics under both normalisation profiles, then the
 # search-agent diagnostics.

@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from recipe.atomic import write_json, write_jsonl
 from recipe.config import save_config
-from recipe.evaluation import (
+from recipe.evaluation.scoring import (
     evaluate,
     paired_difference,
     read_predictions,
@@ -55,7 +55,7 @@ from recipe.generation import build_backend
 from recipe.generation.base import GenerationBackend
 from recipe.policy import DTYPES
 from recipe.retrieval.base import Retriever
-from recipe.rollout import RolloutEngine
+from recipe.rollout import build_rollout_engine
 from recipe.run_lock import folder_lock
 from recipe.schema import RunConfig
 from recipe.training.batch import TrainBatch, collate
@@ -178,23 +178,10 @@ class Trainer:
         factory = backend_factory or (lambda m, t: build_backend(cfg, m, t))
         self.backend = backend = factory(self._generation_weights(), tokenizer)
         seed = cfg.rollout.seed + RANK_SEED_STRIDE * self.ranks.rank
-        self.rollouts = RolloutEngine(
-            backend,
-            self.retriever,
-            cfg.tags,
-            dataclasses.replace(cfg.rollout, seed=seed),
-            topk=cfg.retriever.topk,
-            prompt_style=cfg.model.prompt_style,
-        )
+        rollout = dataclasses.replace(cfg.rollout, seed=seed)
+        self.rollouts = build_rollout_engine(cfg, backend, self.retriever, rollout)
         eval_rollout = dataclasses.replace(cfg.rollout, temperature=self.tc.eval_temperature)
-        self.eval_rollouts = RolloutEngine(
-            backend,
-            self.retriever,
-            cfg.tags,
-            eval_rollout,
-            topk=cfg.retriever.topk,
-            prompt_style=cfg.model.prompt_style,
-        )
+        self.eval_rollouts = build_rollout_engine(cfg, backend, self.retriever, eval_rollout)
         self.checkpoints = CheckpointStore(
             self.run_dir, self.tc.keep_checkpoints, self.tc.checkpoint_hash_limit_mb
         )

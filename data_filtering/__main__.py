@@ -46,13 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _filter(cfg: FilterRunConfig) -> int:
-    from recipe.training.ranks import join_launched_ranks, leave_ranks
+    from recipe.training.ranks import launched_ranks
 
-    ranks = join_launched_ranks()
-    try:
+    with launched_ranks() as ranks:
         outcome = run_filter(cfg, ranks=ranks)
-    finally:
-        leave_ranks()
     if not ranks.is_main:
         return 0
     if outcome.invalidated_by:

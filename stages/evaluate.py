@@ -68,14 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _evaluate(cfg: RunConfig) -> int:
     from recipe.evaluation.runner import by_model, run_evaluation
     from recipe.retrieval.client import build_retriever
-    from recipe.training.ranks import join_launched_ranks, leave_ranks
+    from recipe.training.ranks import launched_ranks
 
-    ranks = join_launched_ranks()
-    try:
+    with launched_ranks() as ranks:
         by_model(cfg)  # an unknown method fails before the data sets and the retriever load
         metrics = run_evaluation(cfg, build_retriever(cfg.retriever), load_datasets(cfg), ranks)
-    finally:
-        leave_ranks()
     if metrics is not None:  # rank 0
         _print_results(cfg, metrics)
     return 0

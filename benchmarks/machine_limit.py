@@ -108,7 +108,7 @@ def generation_flops(dims: Dims, lengths: Sequence[int], sampled_tokens: int) ->
 
 
 def matmul_rate(
-    shapes: Sequence[tuple[int, int]], tokens: int, dtype: torch.dtype, repeats: int = 3, iters=4
+    shapes: Sequence[tuple[int, int]], tokens: int, dtype: torch.dtype, repeats: int = 3, iters=1
 ) -> float:
     """FLOP/s of `F.linear` over `tokens` rows at each (in, out) shape, median of `repeats`."""
     g = torch.Generator().manual_seed(0)
@@ -129,7 +129,7 @@ def matmul_rate(
     return statistics.median(rates)
 
 
-def machine_limits(dims: Dims, tokens: int, repeats: int = 3, iters: int = 4) -> dict[str, float]:
+def machine_limits(dims: Dims, tokens: int, repeats: int = 3, iters: int = 1) -> dict[str, float]:
     """{"bf16": FLOP/s, "fp32": FLOP/s} of matrix products at the model's shapes."""
     return {
         name: matmul_rate(dims.shapes(), tokens, dtype, repeats, iters)
@@ -169,10 +169,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
-        dims, tokens, repeats, iters = QUICK_DIMS, 64, 1, 1
+        dims, tokens, repeats = QUICK_DIMS, 64, 1
     else:
-        dims, tokens, repeats, iters = _dims_for(args.config), args.tokens, args.repeats, 4
-    limits = machine_limits(dims, tokens, repeats, iters)
+        dims, tokens, repeats = _dims_for(args.config), args.tokens, args.repeats
+    limits = machine_limits(dims, tokens, repeats)
     print(f"shapes (in, out): {dims.shapes()}; torch threads {torch.get_num_threads()}")
     print(limits_line(limits, tokens))
     return limits

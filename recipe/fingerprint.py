@@ -13,6 +13,7 @@ Each part keeps its own digest, so a caller can say *what* changed, not only tha
 from __future__ import annotations
 
 import ast
+import fnmatch
 import hashlib
 import json
 import os
@@ -61,16 +62,24 @@ def config_digest(path: str | Path) -> str:
     return _sha256(json.dumps(tree, sort_keys=True, default=str).encode())
 
 
-def file_digest(path: str | Path, known: dict | None = None) -> dict:
+def _counted(relative: str, ignore: Sequence[str]) -> bool:
+    # Lock files hold the PID of whoever last wrote the folder, not content.
+    name = Path(relative).name
+    return not name.startswith(".lock") and not any(fnmatch.fnmatch(name, p) for p in ignore)
+
+
+def file_digest(path: str | Path, known: dict | None = None, ignore: Sequence[str] = ()) -> dict:
     """{size, mtime_ns, sha256} of a file; `known`'s hash is reused when size and mtime agree,
-    so a large unchanged input is not read again. A folder is hashed over its files."""
+    so a large unchanged input is not read again. A folder is hashed over its files, except
+    those whose name matches an `ignore` pattern (a report written beside a model, say)."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
+        files = [str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()]
         known_files = (known or {}).get("files", {})
         digests = {
-            str(p.relative_to(path)): file_digest(p, known_files.get(str(p.relative_to(path))))
-            for p in files
+            name: file_digest(path / name, known_files.get(name))
+            for name in sorted(files)
+            if _counted(name, ignore)
         }
         joined = json.dumps({k: v["sha256"] for k, v in digests.items()}, sort_keys=True)
         return {"sha256": _sha256(joined.encode()), "files": digests}
@@ -147,11 +156,13 @@ def step_fingerprint(
     code: Sequence[str] = (),
     known: dict | None = None,
     root: Path = REPO_ROOT,
+    ignore: Sequence[str] = (),
 ) -> dict:
     """{"fingerprint": digest of all parts, "parts": {name: digest}, "files": hash cache}.
 
     Parts are named `config:<path>`, `overrides`, `input:<path>`, `code:<path>`; `known` is a
-    previous result's "files", reused for unchanged large inputs. A missing input is a part of
+    previous result's "files", reused for unchanged large inputs; `ignore` names file patterns
+    inside input folders that do not count. A missing input is a part of
     its own ("missing"), so the step reruns once it appears.
     """
     known_files = (known or {}).get("files", {})
@@ -164,7 +175,7 @@ def step_fingerprint(
         if not Path(path).exists():
             parts[f"input:{path}"] = "missing"
             continue
-        files[str(path)] = file_digest(path, known_files.get(str(path)))
+        files[str(path)] = file_digest(path, known_files.get(str(path)), ignore)
         parts[f"input:{path}"] = files[str(path)]["sha256"]
     for path in code_closure(code, root):
         parts[f"code:{path.relative_to(root)}"] = source_digest(path)

@@ -10,6 +10,10 @@ the stamp its last run left (`<stamps>/STEP.json`):
   an unfinished one is resumed when it was started with the same fingerprint, else moved aside
   too, since resuming it would mix two settings.
 
+`--adopt` takes a finished run that has no stamp (one made before stamps, or by hand) as
+matching the current fingerprint instead of redoing it: the user vouches that it was made from
+the current inputs.
+
 Overrides come from the environment (`--overrides-env STAGE1_ARGS`) so that make hands them over
 verbatim, whatever quotes they hold. `python -m recipe.stamp clean-old [--runs runs]` removes
 the moved-aside folders.
@@ -30,6 +34,7 @@ from pathlib import Path
 
 from recipe.atomic import write_json
 from recipe.fingerprint import changed_parts, step_fingerprint
+from recipe.run_lock import FolderBusy, folder_lock
 
 DEFAULT_STAMPS = "runs/.stamps"
 MOVED_ASIDE = re.compile(r"^.+\.\d{8}T\d{6}Z(-\d+)?$")
@@ -78,6 +83,11 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def _prepare_run_dir(step: str, run_dir: Path, done: Path | None, old: dict, fp: str) -> None:
     if not run_dir.exists():
         return
+    try:  # a run another process still writes is neither moved nor joined
+        with folder_lock(run_dir, what="run of this step"):
+            pass
+    except FolderBusy as e:
+        raise SystemExit(f"{step}: {e}") from None
     finished = done is not None and done.exists()
     if not finished and old.get("fingerprint") == fp and old.get("state") == "running":
         print(f"{step}: resuming the unfinished run in {run_dir}", flush=True)
@@ -94,12 +104,19 @@ def run(args: argparse.Namespace) -> int:
     stamp_path = stamps / f"{args.step}.json"
     old = _read_stamp(stamp_path)
     overrides = _overrides(args)
-    new = step_fingerprint(args.config, overrides, args.input, args.code, known=old)
+    new = step_fingerprint(
+        args.config, overrides, args.input, args.code, known=old, ignore=args.ignore
+    )
     fp = new["fingerprint"]
     done = Path(args.done) if args.done else None
     # With a done file, the run's own completion marker decides (a kill between the run's end
     # and the stamp's update must not redo hours of work); without one, the stamp does.
     finished = done.exists() if done is not None else old.get("state") == "done"
+    if finished and not old and args.adopt:
+        record = {**new, "step": args.step, "overrides": overrides, "state": "done"}
+        write_json(stamp_path, {**record, "adopted": True})
+        print(f"{args.step}: the finished run adopted as current (fingerprint {fp[:12]})")
+        return 0
     if finished and old.get("fingerprint") == fp:
         if old.get("state") != "done":
             write_json(stamp_path, {**old, "state": "done"})
@@ -141,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--config", action="append", default=[], help="a YAML config the step reads")
     r.add_argument("--input", action="append", default=[], help="a file or folder it reads")
     r.add_argument("--code", action="append", default=[], help="a module it runs (python -m)")
+    r.add_argument(
+        "--ignore", action="append", default=[], help="a file pattern in input folders to skip"
+    )
     r.add_argument("--override", action="append", default=[], help="a fixed key=value override")
     r.add_argument(
         "--overrides-env",
@@ -151,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--run-dir", help="the step's run folder, moved aside when redone")
     r.add_argument("--done", help="the file a finished run leaves (e.g. DIR/summary.json)")
     r.add_argument("--stamps", default=DEFAULT_STAMPS, help="the folder of stamps")
+    r.add_argument(
+        "--adopt", action="store_true", help="take a finished run without a stamp as current"
+    )
     c = sub.add_parser("clean-old", help="remove the run folders moved aside")
     c.add_argument("--runs", default="runs", help="the folder holding the runs")
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -60,7 +60,7 @@ from recipe.run_lock import folder_lock
 from recipe.schema import RunConfig
 from recipe.training.batch import TrainBatch, collate
 from recipe.training.checkpoint import CheckpointStore, export_hf
-from recipe.training.disk_full import DiskFull, naming_a_full_disk
+from recipe.training.disk_full import DiskFull, WriteFailed, naming_a_full_disk
 from recipe.training.engine import build_engine
 from recipe.training.errors import TrainingError
 from recipe.training.logprobs import sequence_logprobs
@@ -300,11 +300,12 @@ class Trainer:
         }
         try:
             self.checkpoints.save(self.engine, self.tokenizer, step, state, self.cfg, self.ranks)
-        except DiskFull as e:
+        except WriteFailed as e:
             kept = self.checkpoints.latest()
             previous = f"{kept} is intact and still the latest" if kept else "no earlier one"
-            raise DiskFull(
-                f"{e}; step {step} is not saved, {previous}; free space and rerun to resume"
+            fix = "free space" if isinstance(e, DiskFull) else "fix the disk"
+            raise type(e)(
+                f"{e}; step {step} is not saved, {previous}; {fix} and rerun to resume"
             ) from e
 
     # ------------------------------------------------------------------------------ step

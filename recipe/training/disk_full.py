@@ -1,4 +1,5 @@
-"""A full disk named as such: one line saying where, instead of the writer's own error.
+"""A full disk named as such: one line saying where, instead of the writer's own error; any
+other OS error of a write (a read-only or vanished file system, no permission) is named too.
 
 Python's writes raise `OSError(ENOSPC)` and safetensors says "No space left on device", but
 torch's zip writer (`torch.save`, so DeepSpeed's state and `trainer_state.pt`) reports only
@@ -22,8 +23,12 @@ NEARLY_FULL = 64 << 20
 MARKERS = ("No space left on device", "StorageFull", "Disk quota exceeded")
 
 
-class DiskFull(TrainingError):
-    """A write failed for want of space (the stages exit 1 on it; a rerun resumes)."""
+class WriteFailed(TrainingError):
+    """A write failed for an OS reason (the stages exit 1 on it; a rerun resumes)."""
+
+
+class DiskFull(WriteFailed):
+    """A write failed for want of space."""
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -56,20 +61,29 @@ def is_disk_full(exc: BaseException, path: Path, by_free_space: bool) -> bool:
     return free is not None and free < NEARLY_FULL
 
 
+def os_error(exc: BaseException) -> OSError | None:
+    return next((e for e in _chain(exc) if isinstance(e, OSError) and e.errno), None)
+
+
 @contextmanager
 def naming_a_full_disk(path: str | Path, what: str, writes_only: bool = True) -> Iterator[None]:
-    """Re-raises an error under it as `DiskFull` when the disk of `path` is full. Where the
-    block does more than write (`writes_only=False`), only an error that says so counts."""
+    """Re-raises an error under it as `DiskFull` when the disk of `path` is full, and, where the
+    block only writes, any other OS error as `WriteFailed`. Where it does more
+    (`writes_only=False`), only an error that says the disk is full is renamed."""
     path = Path(path)
     try:
         yield
     except TrainingError:
         raise
     except Exception as e:
-        if not is_disk_full(e, path, by_free_space=writes_only):
+        if is_disk_full(e, path, by_free_space=writes_only):
+            free = free_bytes(path)
+            left = f", {free >> 10} KiB left" if free is not None else ""
+            raise DiskFull(
+                f"disk full: no space left on the device holding {path} while writing {what}{left}"
+            ) from e
+        cause = os_error(e) if writes_only else None
+        if cause is None:
             raise
-        free = free_bytes(path)
-        left = f", {free >> 10} KiB left" if free is not None else ""
-        raise DiskFull(
-            f"disk full: no space left on the device holding {path} while writing {what}{left}"
-        ) from e
+        where = f" ({cause.filename})" if cause.filename else ""
+        raise WriteFailed(f"could not write {what}: {cause.strerror}{where}") from e

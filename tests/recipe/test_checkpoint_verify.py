@@ -34,11 +34,19 @@ def flip_a_byte(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """A run folder with the checkpoints of steps 1, 2 and 3."""
+def saved(tmp_path_factory):
+    """A trainer (its engine loads checkpoints) and a run folder with checkpoints of steps 1, 2
+    and 3, saved by the trainer without training: the files are what verification is about."""
     run = tmp_path_factory.mktemp("verify") / "run"
-    tiny_trainer(run, steps=3, keep_checkpoints=3).fit()
-    return run
+    trainer = tiny_trainer(run, steps=3, keep_checkpoints=3)
+    for step in (1, 2, 3):
+        trainer._save(step)
+    return trainer, run
+
+
+@pytest.fixture
+def trained(saved) -> Path:
+    return saved[1]
 
 
 @pytest.fixture
@@ -87,15 +95,16 @@ def test_above_the_hash_limit_only_the_size_is_checked(tmp_path):
     assert "no MANIFEST.json" in verify_checkpoint(tmp_path)
 
 
-def test_resume_skips_damaged_checkpoints_to_the_last_good_one(run):
+def test_resume_skips_damaged_checkpoints_to_the_last_good_one(saved, run):
+    trainer = saved[0]
     checkpoints = run / "checkpoints"
     truncate(checkpoints / "step-000003" / "trainer_state.pt")
     truncate(checkpoints / "step-000002" / "hf" / "model.safetensors")
-    trainer = tiny_trainer(run, steps=3, keep_checkpoints=3)
+    store = CheckpointStore(run, keep=3)
     lines: list[str] = []
     checked = []
     folder, state = load_resume_state(
-        trainer.checkpoints, trainer.engine, "auto", lines.append, lambda: checked.append(1)
+        store, trainer.engine, "auto", lines.append, lambda: checked.append(1)
     )
     assert folder.name == "step-000001" and state["step"] == 1 and checked == [1]
     assert len(lines) == 2
@@ -106,7 +115,6 @@ def test_resume_skips_damaged_checkpoints_to_the_last_good_one(run):
     (checkpoints / "step-000003" / "trainer_state.pt").write_bytes(b"garbage!" * 100)
     write_manifest(checkpoints / "step-000003", hash_limit_mb=0)
     lines.clear()
-    store = CheckpointStore(run, keep=3)
     folder, _ = load_resume_state(store, trainer.engine, "auto", lines.append, lambda: None)
     assert folder.name == "step-000001"
     assert "did not load" in lines[0] and "step-000003" in lines[0]
@@ -118,7 +126,10 @@ def test_resume_skips_damaged_checkpoints_to_the_last_good_one(run):
         load_resume_state(store, trainer.engine, "auto", lines.append, lambda: None)
 
 
-def test_a_run_resumes_past_a_truncated_latest_checkpoint(run, capsys):
+@pytest.mark.slow
+def test_a_run_resumes_past_a_truncated_latest_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    tiny_trainer(run, steps=3, keep_checkpoints=3).fit()
     truncate(run / "checkpoints" / "step-000003" / DEEPSPEED_STATE)
     trainer = tiny_trainer(run, steps=3, keep_checkpoints=3)
     trainer.fit()

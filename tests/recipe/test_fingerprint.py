@@ -85,6 +85,11 @@ def test_folder_digest_covers_each_file(tmp_path):
     assert set(before["files"]) == {"config.json", "weights.bin"}
     _write(folder / "weights.bin", "abd")
     assert file_digest(folder, before)["sha256"] != before["sha256"]
+    _write(folder / ".lock", "1234")
+    reported = file_digest(folder, ignore=["*.json"])
+    assert set(reported["files"]) == {"weights.bin"}
+    _write(folder / "config.json", '{"changed": 1}')
+    assert file_digest(folder, ignore=["*.json"])["sha256"] == reported["sha256"]
 
 
 def _tiny_repo(root: Path) -> None:

@@ -94,6 +94,7 @@ def test_a_changed_question_count_starts_a_new_epoch():
     assert (same.epoch, same.position) == (state["epoch"], state["position"])
 
 
+@pytest.mark.slow
 def test_a_resume_under_other_settings_is_refused_then_allowed(tmp_path):
     run = tmp_path / "run"
     tiny_trainer(run, steps=1).fit()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +19,14 @@ run = pathlib.Path(sys.argv[1]); run.mkdir(parents=True, exist_ok=True)
 with open(run / "log", "a") as f: f.write(" ".join(sys.argv[2:]) + "\\n")
 if "fail=1" in sys.argv: sys.exit(3)
 (run / "summary.json").write_text("{}")
+"""
+
+HOLD_LOCK = """
+import sys, time
+from recipe.run_lock import acquire
+acquire(sys.argv[1], what="run of this step")
+print("locked", flush=True)
+time.sleep(60)
 """
 
 
@@ -110,3 +119,32 @@ def test_clean_old_removes_only_moved_aside_runs(step):
     assert clean_old(Path("runs")) == aside
     assert _aside() == []
     assert Path("runs/demo/summary.json").exists() and Path("runs/stage1.notes").exists()
+
+
+def test_a_finished_run_without_stamp_is_moved_aside_unless_adopted(step, capsys):
+    step()
+    Path("runs/.stamps/demo.json").unlink()
+    assert step("--adopt") == 0
+    assert "adopted" in capsys.readouterr().out
+    assert _aside() == [] and _log() == [""]
+    assert step() == 0 and "up to date" in capsys.readouterr().out
+    Path("runs/.stamps/demo.json").unlink()
+    step()
+    assert len(_aside()) == 1
+
+
+def test_a_run_another_process_writes_is_left_alone(step, capsys):
+    step(env="k=1")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(Path("runs/demo").resolve())],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SystemExit, match="demo: .*in use by another run of this step"):
+            step(env="k=2")
+        assert _aside() == [] and _log() == ["k=1"]
+    finally:
+        holder.kill()
+        holder.wait()

@@ -17,6 +17,7 @@ from demo.build import CORPUS, MODEL_DIR, QUESTIONS, SPLITS, build, question_fil
 from demo.format_warmup import format_examples, warm_up_format
 from demo.world import DEMO_PASSAGES, tiny_policy
 from recipe.schema import TagsConfig
+from recipe.training.engine import SINGLE_RANK_ENV
 from tests.recipe.tiny_world import REPO
 
 pytestmark = pytest.mark.usefixtures("smollm2_gguf_file")
@@ -49,7 +50,10 @@ def test_format_warm_up_teaches_the_answer_tokens(smollm2_tokenizer):
 @pytest.mark.slow
 def test_make_smoke_runs_filter_both_stages_and_the_evaluation(tmp_path):
     (tmp_path / "configs").symlink_to(REPO / "configs")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE"}
+    # Without this process's single-rank settings: a trainer test before this one set them,
+    # and its process group still holds MASTER_PORT.
+    env = {k: v for k, v in os.environ.items() if k not in SINGLE_RANK_ENV and k != "MASTER_PORT"}
+    env.update(PYTHONPATH=str(REPO), OMP_WAIT_POLICY="PASSIVE")
     venv = Path(sys.prefix)
     done = subprocess.run(
         ["make", "-f", str(REPO / "Makefile"), "smoke", f"VENV={venv}", "STAMP="],

@@ -103,10 +103,10 @@ endif
 # ADOPT=1 takes finished runs that have no stamp yet (made before stamps) as current.
 STAMP_RUN := $(PY) -m recipe.stamp run $(if $(ADOPT),--adopt)
 
-# smoke: the whole pipeline on the tiny world of configs/smoke/ (demo.build: a random-weight
-# tiny policy, the demo passages behind BM25, 14 questions) through the same entry points as
+# smoke: the whole pipeline on the tiny world of configs/smoke/ (demo.build: a tiny policy
+# taught the answer format in seconds, the demo passages behind BM25, 14 questions) through the same entry points as
 # the real settings, into runs/smoke/ from scratch: filter, stage 1, stage 2, evaluation, in
-# about 3 minutes (docs/results.md). ARGS go to both stages, e.g.
+# 1 to 3 minutes (docs/results.md). ARGS go to both stages, e.g.
 # `make smoke ARGS="trainer.ppo_epochs=2 trainer.lr_decay=true"`.
 SMOKE := configs/smoke
 smoke: $(STAMP)

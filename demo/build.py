@@ -2,11 +2,12 @@
 
 What `configs/smoke/` reads, made from a seed in seconds with no download: the tiny
 Llama-shaped policy of `demo.world` (random weights, SmolLM2's tokenizer) saved as a Hugging
-Face folder, the demo passages as a corpus with its BM25 index, and question files in the
-HotpotQA layout (train, dev, test) over those passages. Every run of the real pipeline
-(filter, both stages, the evaluation) then goes through the same entry points as the embedded
-and paper settings, in minutes on a CPU. The random policy rarely writes a well-formed
-response, so the smoke checks that everything runs and writes what it should, not learning.
+Face folder after a few supervised steps on the answer format (`demo.format_warmup`, so that
+its samples differ in reward), the demo passages as a corpus with its BM25 index, and question
+files in the HotpotQA layout (train, dev, test) over those passages. Every run of the real
+pipeline (filter, both stages, the evaluation) then goes through the same entry points as the
+embedded and paper settings, in minutes on a CPU. The policy never learns to search or to
+answer right: the smoke checks that everything runs and writes what it should, not learning.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from demo.format_warmup import format_examples, warm_up_format
 from demo.world import DEMO_PASSAGES, smollm2_tokenizer, tiny_policy
 from recipe.retrieval.index import build_index
-from recipe.schema import RetrieverConfig
+from recipe.schema import RetrieverConfig, TagsConfig
 
 MODEL_DIR, CORPUS, INDEX_DIR = "model", "corpus.jsonl", "index"
+FORMAT_STEPS = 60  # supervised steps on the answer format (demo.format_warmup)
 
 # (split, id, question, answer, type): each answer is in the demo passages.
 QUESTIONS = [
@@ -68,11 +71,16 @@ def write_corpus(out: Path) -> Path:
     return corpus
 
 
-def build(out: Path, seed: int = 0, tokenizer=None) -> None:
+def build(out: Path, seed: int = 0, tokenizer=None, format_steps: int = FORMAT_STEPS) -> None:
     """The world in `out`; `tokenizer` is SmolLM2's (read from its GGUF file when None)."""
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = tokenizer if tokenizer is not None else smollm2_tokenizer()
-    tiny_policy(tokenizer, seed=seed).save_pretrained(out / MODEL_DIR)
+    policy = tiny_policy(tokenizer, seed=seed)
+    if format_steps:
+        train = [(q, a) for split, _, q, a, _ in QUESTIONS if split == "train"]
+        examples = format_examples(tokenizer, train, TagsConfig())
+        warm_up_format(policy, examples, format_steps, seed=seed)
+    policy.eval().save_pretrained(out / MODEL_DIR)
     tokenizer.save_pretrained(out / MODEL_DIR)
     corpus = write_corpus(out)
     retriever = RetrieverConfig(
@@ -86,8 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/smoke/world"))
     parser.add_argument("--seed", type=int, default=0, help="seed of the policy's weights")
+    parser.add_argument(
+        "--format-steps",
+        type=int,
+        default=FORMAT_STEPS,
+        help="supervised steps on the answer format (0: the random policy as built)",
+    )
     args = parser.parse_args(argv)
-    build(args.out, args.seed)
+    build(args.out, args.seed, format_steps=args.format_steps)
     print(
         f"demo.build: tiny policy, {len(DEMO_PASSAGES)} passages (BM25), "
         f"{len(QUESTIONS)} questions in {args.out}"

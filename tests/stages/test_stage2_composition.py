@@ -63,7 +63,7 @@ class AnswerWithOneMalformed:
 def smoke_world(tmp_path, monkeypatch, smollm2_tokenizer):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "configs").symlink_to(REPO / "configs")
-    build(tmp_path / WORLD, seed=0, tokenizer=smollm2_tokenizer)
+    build(tmp_path / WORLD, seed=0, tokenizer=smollm2_tokenizer, format_steps=0)
     return tmp_path
 
 

@@ -15,6 +15,7 @@ from tests.recipe.tiny_world import REPO
 pytestmark = pytest.mark.usefixtures("smollm2_gguf_file")
 
 
+@pytest.mark.slow
 def test_the_demo_prints_every_trajectory_with_its_mask_check():
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE"}
     done = subprocess.run(

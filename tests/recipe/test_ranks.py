@@ -109,7 +109,15 @@ def test_zero3_is_refused_with_the_key_to_change(tmp_path):
         tiny_trainer(tmp_path / "run", steps=1, deepspeed_config=str(config))
 
 
-@pytest.mark.parametrize("stage", [0, 1, 2], ids=["zero0", "zero1", "zero2"])
+# ZeRO-2 (gradients partitioned, backward passes evened) in the default tier; 0 and 1 in the slow.
+@pytest.mark.parametrize(
+    "stage",
+    [
+        pytest.param(0, id="zero0", marks=pytest.mark.slow),
+        pytest.param(1, id="zero1", marks=pytest.mark.slow),
+        pytest.param(2, id="zero2"),
+    ],
+)
 def test_a_two_rank_update_equals_the_one_rank_update_over_the_same_trajectories(tmp_path, stage):
     ds_config = _zero_config(stage, tmp_path)
     one, grads, stats, _ = _one_rank_update(tmp_path)
@@ -132,7 +140,10 @@ def test_a_two_rank_update_equals_the_one_rank_update_over_the_same_trajectories
     _assert_same_weights(two["weights"], one, grads)
 
 
-@pytest.mark.parametrize("ds_config", [ZERO0, ZERO2], ids=["zero0", "zero2"])
+@pytest.mark.parametrize(
+    "ds_config",
+    [pytest.param(ZERO0, id="zero0", marks=pytest.mark.slow), pytest.param(ZERO2, id="zero2")],
+)
 def test_two_ranks_train_with_one_set_of_logs_and_checkpoints(tmp_path, ds_config):
     run = tmp_path / "run"
     _two_ranks("fit", str(run), "2", ds_config)

@@ -116,6 +116,7 @@ def test_sigkill_after_step_2_resumes_to_the_uninterrupted_weights(tmp_path):
     assert (killed / "checkpoints" / "step-000004" / "hf" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_at_the_end_of_the_step_and_exits(tmp_path):
     run = tmp_path / "run"
     # SIGTERM arrives after step 1; the trainer finishes step 2, saves it, and exits 1.

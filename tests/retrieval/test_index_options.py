@@ -55,6 +55,7 @@ def test_flat_is_exact_and_fp16_nearly_so(clustered):
     assert _recall("SQfp16", clustered) >= 0.99
 
 
+@pytest.mark.slow
 def test_compressed_options_lose_recall_in_order(clustered):
     sq8, pq = _recall("SQ8", clustered), _recall("PQ8", clustered)
     assert 0.9 <= sq8 < 1.0

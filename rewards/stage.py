@@ -31,6 +31,9 @@ class RewardResult:
     total: float
     parts: dict[str, float]
     terms: tuple[str, ...] = field(default=())  # the keys of `parts` that sum to `total`
+    # The format checker's report the reward was computed from, so the monitors reuse it
+    # instead of checking each response again (None from a reward that checks no format).
+    format: FormatReport | None = None
 
 
 Reward = Callable[[str, Sequence[str]], RewardResult]
@@ -57,11 +60,14 @@ def build_reward(reward_cfg: RewardConfig, tags: TagsConfig | None = None) -> Re
     return cls(reward_cfg, TagsConfig() if tags is None else tags)
 
 
-def _result(terms: dict[str, float], diagnostics: dict[str, float]) -> RewardResult:
+def _result(
+    terms: dict[str, float], diagnostics: dict[str, float], report: FormatReport
+) -> RewardResult:
     return RewardResult(
         total=float(sum(terms.values())),
         parts={**{k: float(v) for k, v in terms.items()}, **diagnostics},
         terms=tuple(terms),
+        format=report,
     )
 
 
@@ -97,7 +103,7 @@ class Stage1Reward(_StageReward):
             "format": self.cfg.w_format * report.valid,
             "answer": self.cfg.w_answer * diag["cover_em"],
         }
-        return _result(terms, diag)
+        return _result(terms, diag, report)
 
 
 @register_reward("stage2")
@@ -110,4 +116,4 @@ class Stage2Reward(_StageReward):
             "no_search_penalty": self.cfg.no_search_penalty if report.n_queries == 0 else 0.0,
             "no_answer_penalty": 0.0 if diag["has_answer"] else self.cfg.no_answer_penalty,
         }
-        return _result(terms, diag)
+        return _result(terms, diag, report)

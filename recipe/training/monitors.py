@@ -52,7 +52,10 @@ def rollout_metrics(
     out.update(group_metrics(trajectories, results))
     for name in sorted({k for r in results for k in r.parts}):
         out[f"reward/{name}"] = _mean([r.parts.get(name, 0.0) for r in results])
-    reports = [check_format(t.response_text, tags, rules=reward_cfg) for t in trajectories]
+    reports = [
+        r.format if r.format is not None else check_format(t.response_text, tags, rules=reward_cfg)
+        for t, r in zip(trajectories, results, strict=True)
+    ]
     out["reward/format_valid"] = _mean([float(r.valid) for r in reports])
     searched = [t for t in trajectories if t.n_searches > 0]
     out["search/calls_per_sample"] = _mean([float(t.n_searches) for t in trajectories])

@@ -12,6 +12,7 @@ from benchmarks.gpu_check import main
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+@pytest.mark.slow
 def test_tiny_mode_runs_both_variants_and_prints_plan_and_phases(capsys, smollm2_tokenizer):
     argv = ["--tiny", "--steps", "1", "--prompts", "2", "--samples", "2", "--max-response", "32"]
     assert main([*argv, "--micro-batch-tokens", "256"], smollm2_tokenizer) == 0

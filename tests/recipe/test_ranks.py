@@ -109,7 +109,8 @@ def test_zero3_is_refused_with_the_key_to_change(tmp_path):
         tiny_trainer(tmp_path / "run", steps=1, deepspeed_config=str(config))
 
 
-# ZeRO-2 (gradients partitioned, backward passes evened) in the default tier; 0 and 1 in the slow.
+# ZeRO-2 (gradients partitioned, backward passes evened) in the default tier; 0 and 1 in the slow,
+# as the two-rank runs with logs, checkpoints and a resume.
 @pytest.mark.parametrize(
     "stage",
     [
@@ -142,7 +143,10 @@ def test_a_two_rank_update_equals_the_one_rank_update_over_the_same_trajectories
 
 @pytest.mark.parametrize(
     "ds_config",
-    [pytest.param(ZERO0, id="zero0", marks=pytest.mark.slow), pytest.param(ZERO2, id="zero2")],
+    [
+        pytest.param(ZERO0, id="zero0", marks=pytest.mark.slow),
+        pytest.param(ZERO2, id="zero2", marks=pytest.mark.slow),
+    ],
 )
 def test_two_ranks_train_with_one_set_of_logs_and_checkpoints(tmp_path, ds_config):
     run = tmp_path / "run"

@@ -152,6 +152,7 @@ def test_final_export_loads_with_from_pretrained(tmp_path):
     assert any(k.startswith("rollout/stop/") for k in names)
 
 
+@pytest.mark.slow
 def test_resume_off_refuses_a_run_folder_with_checkpoints(tmp_path):
     tiny_trainer(tmp_path / "run", steps=1).fit()
     with pytest.raises(TrainingError, match="resume=off"):
@@ -202,6 +203,7 @@ def test_a_save_that_fails_midway_leaves_the_previous_checkpoint(tmp_path, monke
     assert resumed.step_done == 2
 
 
+@pytest.mark.slow
 def test_a_retrieval_service_that_dies_stops_the_run_and_the_rerun_resumes(tmp_path):
     from demo.world import DEMO_PASSAGES
     from recipe.retrieval.bm25 import BM25Retriever

@@ -4,6 +4,7 @@ sampler, checkpoints' completion markers, the rollout monitors and the paired co
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from recipe.training.logprobs import sequence_logprobs, target_index
 from recipe.training.microbatch import split_to_count, token_micro_batches
 from recipe.training.monitors import rollout_metrics
 from recipe.training.sampler import QuestionSampler
+from rewards.format import check_format
 from rewards.spec import RewardConfig, TagsConfig
 from rewards.stage import build_reward
 
@@ -155,6 +157,19 @@ def test_rollout_metrics_name_each_rule_and_stop():
     assert m["rollout/stop/answer"] == pytest.approx(2 / 3)
     assert m["rollout/stop/segment_budget"] == pytest.approx(1 / 3)
     assert m["response_length/mean"] == pytest.approx(4 / 3)
+
+
+def test_rollout_metrics_read_the_format_report_the_reward_carries():
+    t = _trajectory("r0", [1], [([5], True)])
+    t.response_text, t.stop_reason = " hmm <answer> Tallow </answer>", "answer"
+    result = build_reward(RewardConfig(name="stage2"), TAGS)(t.response_text, t.golds)
+    assert result.format == check_format(t.response_text, TAGS, rules=RewardConfig())
+    carried = dataclasses.replace(result.format, valid=True, violations=[])
+    m = rollout_metrics([t], [dataclasses.replace(result, format=carried)], TAGS, RewardConfig())
+    assert m["reward/format_valid"] == 1.0  # the carried report, not a second check's verdict
+    assert not any(key.startswith("format/violation/") for key in m)
+    bare = dataclasses.replace(result, format=None)  # a reward that carries none: checked here
+    assert rollout_metrics([t], [bare], TAGS, RewardConfig())["reward/format_valid"] == 0.0
 
 
 def test_answer_in_documents_matches_whole_normalised_words():

@@ -86,6 +86,7 @@ def paper_stage1_config(tmp_path: Path, model_dir: Path) -> RunConfig:
         "rollout.batch_size=12",
         "trainer.steps=1",
         "trainer.prompts_per_step=3",
+        "trainer.updates_per_rollout=1",  # the paper's 4 mini-batches need 4 questions per rank
         "trainer.lr=3e-3",
         "trainer.micro_batch_tokens=2000",
         f"trainer.deepspeed_config={REPO / 'configs/deepspeed/cpu_zero2.json'}",  # the paper's stage

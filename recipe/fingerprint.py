@@ -83,15 +83,25 @@ def file_digest(path: str | Path, known: dict | None = None, ignore: Sequence[st
         }
         joined = json.dumps({k: v["sha256"] for k, v in digests.items()}, sort_keys=True)
         return {"sha256": _sha256(joined.encode()), "files": digests}
-    stat = os.stat(path)
-    entry = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    if known and all(known.get(key) == entry[key] for key in ("size", "mtime_ns")):
-        return {**entry, "sha256": known["sha256"]}
+    return stat_digest(path, known)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, read in chunks (model weights do not fit in memory twice)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(HASH_CHUNK_BYTES):
             digest.update(chunk)
-    return {**entry, "sha256": digest.hexdigest()}
+    return digest.hexdigest()
+
+
+def stat_digest(path: str | Path, known: dict | None = None) -> dict:
+    """{size, mtime_ns, sha256} of one file; `known`'s hash is reused when size and mtime agree."""
+    stat = os.stat(path)
+    entry = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if known and all(known.get(key) == entry[key] for key in ("size", "mtime_ns")):
+        return {**entry, "sha256": known["sha256"]}
+    return {**entry, "sha256": file_sha256(path)}
 
 
 def _module_file(name: str, root: Path) -> Path | None:

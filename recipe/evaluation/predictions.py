@@ -13,12 +13,12 @@ table, and never ends the run with a traceback.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from recipe.atomic import write_json, write_jsonl
+from recipe.fingerprint import file_sha256
 
 STAMP_SUFFIX = ".settings.json"
 SCORED_KEYS = ("id", "prediction", "em", "cover_em", "f1")
@@ -28,18 +28,10 @@ def stamp_path(path: Path) -> Path:
     return path.with_suffix(STAMP_SUFFIX)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_predictions(path: Path, rows: Sequence[dict], digest: str) -> None:
     """The file, then its record (a kill in between leaves a file no record vouches for)."""
     write_jsonl(path, rows)
-    write_json(stamp_path(path), {"digest": digest, "rows": len(rows), "sha256": _sha256(path)})
+    write_json(stamp_path(path), {"digest": digest, "rows": len(rows), "sha256": file_sha256(path)})
 
 
 def _parse(path: Path) -> tuple[list[dict] | None, str | None]:
@@ -81,6 +73,6 @@ def reusable_rows(path: Path, digest: str, ids: Sequence[str]) -> tuple[list[dic
         return None, f"some rows have no {unscored!r}"
     if "sha256" not in record:
         return None, f"{stamp.name} holds no content hash to check it against"
-    if record["sha256"] != _sha256(path):
+    if record["sha256"] != file_sha256(path):
         return None, "its content is not what was written (edited or replaced)"
     return rows, ""

@@ -8,19 +8,17 @@ time are stored too so that an unchanged corpus is recognised without re-hashing
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 
 from recipe.atomic import write_json
+from recipe.fingerprint import stat_digest
 from recipe.retrieval.base import RetrievalInputError
 from recipe.retrieval.corpus import detect_format
 from recipe.schema import RetrieverConfig
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
-HASH_CHUNK_BYTES = 1 << 22
 # Identity fields that only the last step of a build reads (the faiss index, the BM25
 # matrices): the doc store and the embeddings do not depend on them, so a build that differs
 # only there keeps those.
@@ -42,15 +40,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 def corpus_fingerprint(path: str | Path, known: dict | None = None) -> dict:
     """{path, size, mtime_ns, sha256}; reuses `known`'s hash when size and mtime are equal."""
-    stat = os.stat(path)
-    fingerprint = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    if known and all(known.get(key) == fingerprint[key] for key in ("size", "mtime_ns")):
-        return {**fingerprint, "sha256": known["sha256"]}
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return {**fingerprint, "sha256": digest.hexdigest()}
+    return {"path": str(path), **stat_digest(path, known)}
 
 
 def encoder_identity(cfg: RetrieverConfig) -> dict:

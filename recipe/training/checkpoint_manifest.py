@@ -10,24 +10,15 @@ another run's then fails `verify_checkpoint`, which names the first file that di
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from recipe.atomic import write_json
+from recipe.fingerprint import file_sha256
 
 MANIFEST = "MANIFEST.json"
 MANIFEST_VERSION = 1
 MB = 1 << 20
-CHUNK = 1 << 20
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _files(folder: Path) -> list[Path]:
@@ -43,7 +34,7 @@ def write_manifest(folder: Path, hash_limit_mb: float, exclude: tuple[str, ...] 
         if name in exclude:
             continue
         size = path.stat().st_size
-        files[name] = {"size": size, "sha256": sha256_of(path) if size <= limit else None}
+        files[name] = {"size": size, "sha256": file_sha256(path) if size <= limit else None}
     manifest = {"version": MANIFEST_VERSION, "files": files}
     return write_json(folder / MANIFEST, manifest, fsync=True, sort_keys=True)
 
@@ -68,6 +59,6 @@ def verify_checkpoint(folder: Path) -> str | None:
         size = file.stat().st_size
         if size != entry.get("size"):
             return f"{file} has {size} bytes, {entry.get('size')} when written"
-        if entry.get("sha256") and sha256_of(file) != entry["sha256"]:
+        if entry.get("sha256") and file_sha256(file) != entry["sha256"]:
             return f"{file} differs from what was written (SHA-256)"
     return None

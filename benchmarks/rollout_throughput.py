@@ -12,7 +12,7 @@ repeat = context tokens run through the model / unique tokens of the final seque
 Beside tokens/s each variant prints its model FLOP/s (`benchmarks.machine_limit`: every token of
 the final sequences through the layers once, the head at the sampled ones) and its share of the
 matrix-product rates measured in the same run at the model's shapes: over `--limit-tokens` rows
-(the compute-bound limit; goal: engine >= 25 % of bf16) and over `--batch` rows (a decode step's
+(the compute-bound limit; goal: engine >= 25 % of the faster of bf16 and fp32) and over `--batch` rows (a decode step's
 shape).
 
     python -m benchmarks.rollout_throughput            # SmolLM2-135M (GGUF), medians of 3
@@ -229,7 +229,7 @@ def report(name, args, probe, new_tokens, runs, limits) -> None:
     for key, label in VARIANTS.items():
         flops_per_s = statistics.median(r["flops"] / r["seconds"] for r in runs[key])
         print(share_line(label, flops_per_s, limits))
-    print(f"goal: engine >= 25 % of the bf16 limit over {args.limit_tokens} rows")
+    print(f"goal: engine >= 25 % of the machine's limit over {args.limit_tokens} rows")
 
 
 if __name__ == "__main__":

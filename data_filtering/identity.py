@@ -24,6 +24,7 @@ from pathlib import Path
 from data_filtering.config import FilterRunConfig
 from recipe.atomic import write_json
 from recipe.exit_status import BAD_INPUT
+from recipe.precision import resolve_dtype
 from recipe.prompts import question_prompt_ids
 from recipe.retrieval.manifest import corpus_fingerprint, read_manifest
 
@@ -52,7 +53,7 @@ def model_identity(cfg: FilterRunConfig, known: dict) -> tuple[dict, dict]:
     fingerprints = {p.name: corpus_fingerprint(p, known.get(p.name)) for p in _model_files(cfg)}
     identity = {
         "path": cfg.model.path,
-        "dtype": cfg.model.dtype,
+        "dtype": resolve_dtype(cfg.model.dtype),
         "gguf_file": cfg.model.gguf_file,
         "files": {name: fp["sha256"] for name, fp in fingerprints.items()},
     }

@@ -34,7 +34,8 @@ from miniwiki.transcripts import BEHAVIOURS, TranscriptWriter, write_transcripts
 from recipe.atomic import atomic_dir, write_json, write_jsonl
 from recipe.config import FieldError, load_config, parse_cli, save_config
 from recipe.exit_status import run_reporting
-from recipe.policy import DTYPES, load_policy, load_tokenizer
+from recipe.policy import load_policy, load_tokenizer
+from recipe.precision import DTYPES
 from recipe.retrieval.bm25 import BM25Retriever
 from recipe.retrieval.corpus import read_corpus
 from recipe.schema import ModelConfig, RunConfig

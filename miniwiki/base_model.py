@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from recipe.assets import smollm2_gguf
 from recipe.atomic import atomic_dir
-from recipe.policy import DTYPES
+from recipe.precision import DTYPES
 
 CONVERTED_MARKER = "model.safetensors"
 

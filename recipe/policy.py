@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from recipe.assets import resolve_model_path
 from recipe.model_files import check_model_files
+from recipe.precision import torch_dtype
 from recipe.schema import ModelConfig
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class PolicyLoadError(FileNotFoundError):
@@ -53,7 +51,7 @@ def load_policy(model_cfg: ModelConfig):
         path = resolve_model_path(model_cfg.path)
         check_model_files(path)  # a truncated weight file is named, not a loader traceback
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=DTYPES[model_cfg.dtype], gguf_file=model_cfg.gguf_file
+            path, dtype=torch_dtype(model_cfg.dtype), gguf_file=model_cfg.gguf_file
         )
     model.eval()
     tokenizer = load_tokenizer(model_cfg)

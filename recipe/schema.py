@@ -20,7 +20,12 @@ from rewards.spec import RewardConfig, TagsConfig  # the reward specification's 
 class ModelConfig:
     path: str = doc("runs/miniwiki/base", "Hugging Face model folder (or hub id) of the policy.")
     gguf_file: str | None = doc(None, "GGUF file inside `path` to load (transformers + gguf).")
-    dtype: Literal["float32", "bfloat16", "float16"] = doc("bfloat16", "Parameter dtype.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = doc(
+        "bfloat16",
+        "Dtype of the policy for generation (the HF backend's copy, vLLM's weights). auto: "
+        "bfloat16 where the hardware multiplies it natively (GPU; CPU with AMX or AVX512-BF16), "
+        "float32 elsewhere, where bf16 products are several times slower (recipe/precision.py).",
+    )
     architecture: str | None = doc(
         None,
         "Shapes the memory plan (`python -m stages.plan`) uses when `path` has no local "
@@ -275,10 +280,11 @@ class TrainerConfig:
         "Recompute each decoder layer's activations in backward instead of keeping them "
         "(about a third more compute, activations of one layer instead of all).",
     )
-    autocast_bf16: bool = doc(
+    autocast_bf16: bool | Literal["auto"] = doc(
         False,
         "Run forward/backward under bf16 autocast (on the engine's device) over fp32 master "
-        "weights; for CPU (on GPU the DeepSpeed config's bf16 section does this instead).",
+        "weights; for CPU (on GPU the DeepSpeed config's bf16 section does this instead). "
+        "auto: only where bf16 is native, as for `model.dtype: auto`.",
     )
     deepspeed_config: str = doc("configs/deepspeed/zero2.json", "DeepSpeed JSON.")
     save_every: int = doc(

@@ -46,6 +46,8 @@ def run_stage(cfg: RunConfig, **trainer_kwargs) -> dict:
 
 def _run_stage(cfg: RunConfig, trainer_kwargs: dict) -> dict:
     from recipe.policy import load_policy
+    from recipe.precision import default_device
+    from recipe.precision import describe as describe_precision
     from recipe.retrieval.client import build_retriever
     from recipe.training.engine import training_dtype
     from recipe.training.trainer import Trainer
@@ -55,6 +57,8 @@ def _run_stage(cfg: RunConfig, trainer_kwargs: dict) -> dict:
     dev = load_records(data.eval_files, data.source_format)
     reward = build_reward(cfg.reward, cfg.tags)
     retriever = build_retriever(cfg.retriever)  # before the model: a dead service fails fast
+    if int(os.environ.get("RANK", "0") or 0) == 0:
+        print(describe_precision(default_device()), file=sys.stderr)
     # Loaded in the dtype DeepSpeed trains in; `model.dtype` is the generation copy's.
     dtype = training_dtype(cfg.trainer)
     model, tokenizer = load_policy(dataclasses.replace(cfg.model, dtype=dtype))

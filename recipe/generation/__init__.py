@@ -22,9 +22,10 @@ def build_backend(
         return HFBackend(model, tokenizer, logits_processors)
     if rollout.backend == "vllm":
         from recipe.generation.vllm import VLLMBackend, VLLMSettings, logprobs_mode_for
+        from recipe.precision import resolve_dtype
 
         settings = VLLMSettings(
-            dtype=run_cfg.model.dtype,
+            dtype=resolve_dtype(run_cfg.model.dtype),
             gpu_memory_utilization=rollout.gpu_memory_utilization,
             kv_cache_gb=rollout.vllm_kv_cache_gb,
             max_model_len=rollout.vllm_max_model_len,

@@ -147,9 +147,9 @@ def _named_tensors(model, dtype: str) -> Iterator[tuple[str, object]]:
     it is read (a tensor already in `dtype` and on the engine's device is passed as it is)."""
     import torch
 
-    from recipe.policy import DTYPES
+    from recipe.precision import torch_dtype
 
-    target = DTYPES[dtype]
+    target = torch_dtype(dtype)
     with torch.no_grad():
         for name, tensor in model.state_dict(keep_vars=False).items():
             yield name, tensor.detach().to(target)

@@ -38,6 +38,12 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 ENTROPY_CHUNK_ROWS = 256  # recipe.training.logprobs.ENTROPY_CHUNK_ROWS
 
 
+def _gpu_dtype(cfg) -> str:
+    """`model.dtype` on the GPUs the plan is for, where `auto` means bf16 (every GPU the paper
+    setting targets multiplies it natively), whatever the machine printing the plan has."""
+    return "bfloat16" if cfg.model.dtype == "auto" else cfg.model.dtype
+
+
 @dataclass(frozen=True)
 class Row:
     name: str
@@ -175,8 +181,8 @@ def activation_rows(
 
 def vllm_rows(cfg: RunConfig, arch: Architecture, hw: Hardware, params: int) -> list[Row]:
     ro = cfg.rollout
-    weights = params * DTYPE_BYTES[cfg.model.dtype]
-    per_token = arch.kv_bytes_per_token(DTYPE_BYTES[cfg.model.dtype])
+    weights = params * DTYPE_BYTES[_gpu_dtype(cfg)]
+    per_token = arch.kv_bytes_per_token(DTYPE_BYTES[_gpu_dtype(cfg)])
     if ro.vllm_kv_cache_gb is not None:
         kv = int(ro.vllm_kv_cache_gb * 2**30)
         kv_note = "rollout.vllm_kv_cache_gb"
@@ -184,7 +190,7 @@ def vllm_rows(cfg: RunConfig, arch: Architecture, hw: Hardware, params: int) -> 
         kv = max(0, int(ro.gpu_memory_utilization * hw.gpu_bytes) - weights - VLLM_RUNTIME_BYTES)
         kv_note = f"rollout.gpu_memory_utilization {ro.gpu_memory_utilization} x GPU - the rest"
     return [
-        Row("vLLM weights", weights, f"{cfg.model.dtype}"),
+        Row("vLLM weights", weights, _gpu_dtype(cfg)),
         Row("vLLM KV cache", kv, f"{kv_note}; {per_token / 1024:.0f} KiB a token"),
         Row("vLLM runtime (allowance)", VLLM_RUNTIME_BYTES, "profiling activations, CUDA graphs"),
     ]
@@ -194,7 +200,7 @@ def hf_cache_row(cfg: RunConfig, arch: Architecture) -> Row:
     """The HF backend's KV cache: `rollout.batch_size` rows at the longest response (their
     prompts not counted)."""
     ro = cfg.rollout
-    per_token = arch.kv_bytes_per_token(DTYPE_BYTES[cfg.model.dtype])
+    per_token = arch.kv_bytes_per_token(DTYPE_BYTES[_gpu_dtype(cfg)])
     size = ro.batch_size * ro.max_response_tokens * per_token
     note = f"{ro.batch_size} rows x {ro.max_response_tokens} tokens, prompts not counted"
     return Row("HF generation KV cache", size, note)
@@ -202,7 +208,7 @@ def hf_cache_row(cfg: RunConfig, arch: Architecture) -> Row:
 
 def kv_warnings(cfg: RunConfig, arch: Architecture, kv_bytes: int) -> list[str]:
     ro = cfg.rollout
-    per_token = arch.kv_bytes_per_token(DTYPE_BYTES[cfg.model.dtype])
+    per_token = arch.kv_bytes_per_token(DTYPE_BYTES[_gpu_dtype(cfg)])
     longest = ro.vllm_max_model_len
     if longest is None:
         return ["rollout.vllm_max_model_len is unset: vLLM sizes for the model's own limit"]
@@ -230,12 +236,12 @@ def index_row(hw: Hardware, cfg: RunConfig) -> list[Row]:
 def policy_copy_rows(cfg: RunConfig, params: int) -> list[Row]:
     """The frozen copies the trainer keeps besides the module: the HF backend's generation
     copy, and the reference model when KL is on."""
-    each = params * DTYPE_BYTES[cfg.model.dtype]
+    each = params * DTYPE_BYTES[_gpu_dtype(cfg)]
     rows = []
     if cfg.rollout.backend != "vllm":
-        rows.append(Row("generation copy (HF backend)", each, cfg.model.dtype))
+        rows.append(Row("generation copy (HF backend)", each, _gpu_dtype(cfg)))
     if cfg.algo.kl_coef != 0.0:
-        rows.append(Row("reference model (algo.kl_coef > 0)", each, cfg.model.dtype))
+        rows.append(Row("reference model (algo.kl_coef > 0)", each, _gpu_dtype(cfg)))
     return rows
 
 

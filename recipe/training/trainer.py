@@ -53,7 +53,7 @@ from recipe.evaluation.scoring import (
 )
 from recipe.generation import build_backend
 from recipe.generation.base import GenerationBackend
-from recipe.policy import DTYPES
+from recipe.precision import autocast_enabled, torch_dtype
 from recipe.retrieval.base import Retriever
 from recipe.rollout import build_rollout_engine
 from recipe.run_lock import folder_lock
@@ -159,8 +159,10 @@ class Trainer:
         model.train()
         self.ref_model = None
         if cfg.algo.kl_coef != 0.0:
-            self.ref_model = generation_copy(model, DTYPES[cfg.model.dtype])
+            self.ref_model = generation_copy(model, torch_dtype(cfg.model.dtype))
         self.engine, self.scheduler = build_engine(model, self.tc, self.samples_per_step)
+        device = self.engine.device.type
+        self.autocast = autocast_enabled(self.tc.autocast_bf16, device)
         if self.ref_model is not None:  # the engine moved the policy to its device
             self.ref_model.to(self.engine.device)
         self.ranks = current_ranks()
@@ -173,7 +175,9 @@ class Trainer:
         # vLLM keeps its own engine weights, loaded from the training module by reference.
         self.gen_model = None
         if cfg.rollout.backend != "vllm":
-            self.gen_model = generation_copy(self.engine.module, DTYPES[cfg.model.dtype])
+            self.gen_model = generation_copy(
+                self.engine.module, torch_dtype(cfg.model.dtype, device)
+            )
         self.retriever = TimedRetriever(retriever)
         factory = backend_factory or (lambda m, t: build_backend(cfg, m, t))
         self.backend = backend = factory(self._generation_weights(), tokenizer)
@@ -345,7 +349,7 @@ class Trainer:
         checkpointed layers drop in training: off with gradient checkpointing."""
         device = self.engine.device.type  # the engine's: cpu or cuda
         prefix = 0 if self.tc.gradient_checkpointing else sub.shared_prefix
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=self.tc.autocast_bf16):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=self.autocast):
             return sequence_logprobs(
                 model,
                 sub.input_ids,

@@ -159,13 +159,25 @@ def limits_line(limits: dict[str, float], tokens: int) -> str:
 
 
 def _dims_for(config_path: str) -> Dims:
+    """The shapes of the config's model, from its config.json alone (no weights loaded)."""
+    from transformers import AutoConfig
+
+    from recipe.assets import resolve_model_path
     from recipe.config import load_config
-    from recipe.policy import load_policy
     from recipe.schema import RunConfig
 
     cfg = load_config(RunConfig, config_path)
-    model, _ = load_policy(cfg.model)
-    return Dims.of(model.config)
+    try:
+        config = AutoConfig.from_pretrained(
+            resolve_model_path(cfg.model.path), gguf_file=cfg.model.gguf_file
+        )
+    except (OSError, ValueError) as e:
+        raise SystemExit(
+            f"machine_limit: model.path {cfg.model.path} of {config_path} has no model config "
+            f"({type(e).__name__}); build it first (`make base` for the embedded setting) or "
+            "pass --quick"
+        ) from None
+    return Dims.of(config)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:

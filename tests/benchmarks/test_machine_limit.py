@@ -87,9 +87,22 @@ def test_shared_prefix_runs_once_and_causal_attention_counts_half():
     assert f["head"] == 0
 
 
-def test_share_line_reports_each_limit():
+def test_share_line_reports_each_limit_and_the_faster_one():
     line = share_line("update", 0.5e12, {"bf16": 2e12, "fp32": 0.25e12})
-    assert line == "update: 0.500 model TFLOP/s (25.0% of bf16, 200.0% of fp32 matmul limit)"
+    assert line == (
+        "update: 0.500 model TFLOP/s (25.0% of bf16, 200.0% of fp32 matmul limit; "
+        "25.0% of the machine's limit, bf16)"
+    )
+    # Without native bf16 the machine's limit is fp32 (0.098 vs 0.016 measured on AVX2).
+    line = share_line("update", 0.049e12, {"bf16": 0.016e12, "fp32": 0.098e12})
+    assert line.endswith("; 50.0% of the machine's limit, fp32)")
+
+
+def test_a_config_whose_model_is_not_built_yet_says_what_to_do(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"model:\n  path: {tmp_path / 'base'}\n")
+    with pytest.raises(SystemExit, match=r"build it first \(`make base`"):
+        main(["--config", str(config)])
 
 
 def test_quick_measurement(capsys):

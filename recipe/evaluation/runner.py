@@ -32,6 +32,7 @@ from recipe.atomic import write_json, write_text
 from recipe.config import save_config, to_dict
 from recipe.evaluation.predictions import reusable_rows, write_predictions
 from recipe.exit_status import BAD_INPUT
+from recipe.precision import resolve_dtype
 from recipe.schema import RunConfig
 from recipe.training.ranks import Ranks, current_ranks, rank_device
 
@@ -73,6 +74,7 @@ def run_settings(cfg: RunConfig, method: str, dataset: str, temperature: float, 
         "dataset": [_file_stamp(Path(p)) for p in cfg.eval.datasets[dataset]],
         "questions": cfg.eval.questions,
         "question_seed": cfg.eval.seed,
+        "dtype": resolve_dtype(cfg.model.dtype),  # bf16 and fp32 sample different tokens
         "prompt_style": cfg.model.prompt_style,
         "tags": to_dict(cfg.tags),
         "reward": to_dict(cfg.reward),

@@ -106,6 +106,9 @@ def test_a_rerun_reuses_current_predictions_and_redoes_changed_ones(world):
     assert _run(world, "retriever.topk=1") == 0  # naive does not read the retriever, but the
     redone = {p.name: p.stat().st_mtime_ns for p in (world["out"] / "predictions").glob("*.jsonl")}
     assert all(redone[name] != files[name] for name in files)  # settings name it: all redone
+    assert _run(world, "retriever.topk=1", "model.dtype=bfloat16") == 0  # other samples
+    in_bf16 = {p.name: p.stat().st_mtime_ns for p in (world["out"] / "predictions").glob("*.jsonl")}
+    assert all(in_bf16[name] != redone[name] for name in files)
 
 
 def test_an_unknown_method_or_a_missing_model_exits_2_with_one_line(world, tmp_path, capsys):

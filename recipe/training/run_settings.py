@@ -24,6 +24,7 @@ from pathlib import Path
 from recipe.atomic import write_json
 from recipe.config import FieldError
 from recipe.exit_status import BAD_INPUT
+from recipe.precision import autocast_enabled, default_device, resolve_dtype
 
 SETTINGS_FILE = "run_settings.json"
 RESUMES_FILE = "resumes.jsonl"
@@ -73,6 +74,11 @@ def run_settings(cfg, records: Sequence) -> dict[str, object]:
         out.update({f"{section}.{k}": _plain(v) for k, v in values.items()})
 
     add("model", {k: getattr(cfg.model, k) for k in ("path", "gguf_file", "prompt_style")})
+    # `auto` resolved: a run resumed on a machine with another native format samples and
+    # updates in another precision.
+    device = default_device()
+    add("model", {"dtype": resolve_dtype(cfg.model.dtype, device)})
+    add("trainer", {"autocast_bf16": autocast_enabled(cfg.trainer.autocast_bf16, device)})
     add("data", {k: getattr(cfg.data, k) for k in ("train_files", "source_format")})
     add("data", {"questions": len(records), "questions_sha256": questions_digest(records)})
     add("tags", dataclasses.asdict(cfg.tags))
@@ -138,7 +144,8 @@ class RunSettings:
         """Refuses a resume under differing settings the allow list does not cover; records
         the changes it allows (when `record`). Returns them (key -> [run's value, new value])."""
         before = self.effective()
-        changes = {k: [before.get(k), v] for k, v in now.items() if before.get(k) != v}
+        # A key the run never recorded (it started before that setting was compared) is new.
+        changes = {k: [before[k], v] for k, v in now.items() if k in before and before[k] != v}
         refused = [k for k in changes if ALLOW_ALL not in allowed and k not in allowed]
         if refused:
             listed = "; ".join(

@@ -114,3 +114,19 @@ def test_a_resume_under_other_settings_is_refused_then_allowed(tmp_path):
     rows = [json.loads(line) for line in (run / RESUMES_FILE).read_text().splitlines()]
     assert sorted(rows[0]["changes"]) == sorted(allow)
     assert (run / "config.yaml").read_text() == config  # still the run's start
+
+
+def test_auto_precision_is_compared_as_resolved_and_unrecorded_keys_are_new(tmp_path):
+    store = RunSettings(tmp_path)
+    recorded = settings_of(model__dtype="auto", trainer__autocast_bf16="auto")
+    native = recorded["model.dtype"] == "bfloat16"
+    assert recorded["trainer.autocast_bf16"] is native
+    store.write(recorded)
+    other = "float32" if native else "bfloat16"
+    with pytest.raises(
+        ResumeRefused, match=f'model.dtype: "{recorded["model.dtype"]}" -> "{other}"'
+    ):
+        store.check(settings_of(model__dtype=other, trainer__autocast_bf16="auto"), [])
+    older = {k: v for k, v in recorded.items() if k != "model.dtype"}  # a run from before
+    store.write(older)
+    assert store.check(settings_of(model__dtype=other, trainer__autocast_bf16="auto"), []) == {}

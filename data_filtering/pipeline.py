@@ -19,7 +19,6 @@ a complete run), so editing thresholds, quotas or the selection seed just resele
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import time
@@ -46,6 +45,7 @@ from data_filtering.report import SourceSummary, summarize_source, write_report
 from data_filtering.results import ResultsStore, question_check
 from data_filtering.select import StageSelection, bucket_pools, select_stages, write_stage_files
 from data_filtering.sources import SourceError, read_source
+from recipe.launch_env import launcher_rank
 from recipe.run_lock import folder_lock
 
 DIFFICULTY_DIR = "difficulty"
@@ -117,7 +117,7 @@ def run_filter(
     The output folder is locked for its duration (`recipe.run_lock`): one filter writes it.
     `ranks` (recipe.training.ranks.Ranks) defaults to the launched ranks; the outcome of a rank
     other than 0 holds its results but no selections, files or report."""
-    rank = int(os.environ.get("RANK", "0") or 0)
+    rank = launcher_rank()
     with folder_lock(cfg.filter.output_dir, rank, "filter"):
         return _run_filter(cfg, runner, tokenizer, after_call, ranks)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 from data_filtering.sources import load_questions
 from recipe.config import parse_cli
 from recipe.exit_status import run_reporting
+from recipe.launch_env import launcher_rank
 from recipe.run_lock import folder_lock
 from recipe.schema import RunConfig
 from rewards.stage import build_reward
@@ -38,7 +38,7 @@ def load_records(files: Sequence[str], fmt: str, limit: int | None = None) -> li
 def run_stage(cfg: RunConfig, **trainer_kwargs) -> dict:
     """Build the stage's parts from `cfg` and train; returns the run summary."""
     # torch, transformers and DeepSpeed load in `_run_stage`, after the config was checked.
-    rank = int(os.environ.get("RANK", "0") or 0)  # the process group starts with the engine
+    rank = launcher_rank()  # the process group starts with the engine
     run_dir = Path(cfg.trainer.runs_dir) / cfg.trainer.run_name
     with folder_lock(run_dir, rank, "training run"):  # before the model loads: fail fast
         return _run_stage(cfg, trainer_kwargs)
@@ -57,7 +57,7 @@ def _run_stage(cfg: RunConfig, trainer_kwargs: dict) -> dict:
     dev = load_records(data.eval_files, data.source_format)
     reward = build_reward(cfg.reward, cfg.tags)
     retriever = build_retriever(cfg.retriever)  # before the model: a dead service fails fast
-    if int(os.environ.get("RANK", "0") or 0) == 0:
+    if launcher_rank() == 0:
         print(describe_precision(default_device()), file=sys.stderr)
     # Loaded in the dtype DeepSpeed trains in; `model.dtype` is the generation copy's.
     dtype = training_dtype(cfg.trainer)
@@ -73,7 +73,7 @@ def main(default_config: str, argv: Sequence[str] | None = None) -> int:
     name = f"stages ({cfg.trainer.run_name})"
     refusal = gpu_startup_refusal(cfg)  # before any model loads; every rank decides alike
     if refusal:
-        if os.environ.get("RANK", "0") == "0":  # one line, not one per rank
+        if launcher_rank() == 0:  # one line, not one per rank
             print(f"{name}: {refusal}", file=sys.stderr)
         return 2
     return run_reporting(name, lambda: _train(cfg))

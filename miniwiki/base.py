@@ -35,7 +35,7 @@ from recipe.atomic import atomic_dir, write_json, write_jsonl
 from recipe.config import FieldError, load_config, parse_cli, save_config
 from recipe.exit_status import run_reporting
 from recipe.policy import load_policy, load_tokenizer
-from recipe.precision import DTYPES
+from recipe.precision import DTYPE_NAMES
 from recipe.retrieval.bm25 import BM25Retriever
 from recipe.retrieval.corpus import read_corpus
 from recipe.schema import ModelConfig, RunConfig
@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _make_base(cfg: MiniwikiConfig, force: bool) -> int:
     run_cfg = load_config(RunConfig, cfg.coldstart.run_config)
-    if cfg.coldstart.dtype not in DTYPES:
-        raise FieldError("coldstart.dtype", f"must be one of {list(DTYPES)}")
+    if cfg.coldstart.dtype not in DTYPE_NAMES:
+        raise FieldError("coldstart.dtype", f"must be one of {list(DTYPE_NAMES)}")
     torch.manual_seed(cfg.coldstart.seed)
     out = Path(cfg.coldstart.out_dir)
     model_fp = model_fingerprint(cfg, run_cfg)

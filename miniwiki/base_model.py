@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from recipe.assets import smollm2_gguf
 from recipe.atomic import atomic_dir
-from recipe.precision import DTYPES
+from recipe.precision import torch_dtype
 
 CONVERTED_MARKER = "model.safetensors"
 
@@ -41,7 +41,7 @@ def convert_smollm2(out_dir: str | Path, dtype: str = "float32") -> Path:
     gguf_model = AutoModelForCausalLM.from_pretrained(
         folder, gguf_file=gguf_file, dtype=torch.float32
     )
-    model = plain_copy(gguf_model, DTYPES[dtype])
+    model = plain_copy(gguf_model, torch_dtype(dtype))
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -11,21 +11,31 @@ it is native, fp32 everywhere else; an explicit value is always kept.
 
 from __future__ import annotations
 
-import torch
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 AUTO = "auto"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+
+
+def _torch():
+    """torch, imported on first use: the entry points check configs before it loads."""
+    return importlib.import_module("torch")
 
 
 def bf16_is_native(device: str = "cpu") -> bool:
     """True when `device` ("cpu" or "cuda") multiplies bf16 matrices in hardware."""
+    torch = _torch()
     if device == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
 
 
 def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if _torch().cuda.is_available() else "cpu"
 
 
 def resolve_dtype(name: str, device: str | None = None) -> str:
@@ -37,7 +47,7 @@ def resolve_dtype(name: str, device: str | None = None) -> str:
 
 
 def torch_dtype(name: str, device: str | None = None) -> torch.dtype:
-    return DTYPES[resolve_dtype(name, device)]
+    return getattr(_torch(), resolve_dtype(name, device))
 
 
 def autocast_enabled(setting: bool | str, device: str) -> bool:
@@ -54,7 +64,8 @@ def describe(device: str) -> str:
         what = "a CUDA GPU " + ("with" if native else "without") + " bf16 support"
     else:
         native = bf16_is_native("cpu")
-        what = f"a CPU with {torch.backends.cpu.get_cpu_capability()} kernels" + (
+        kernels = _torch().backends.cpu.get_cpu_capability()
+        what = f"a CPU with {kernels} kernels" + (
             " and native bf16 (AMX or AVX512-BF16)" if native else " and no native bf16"
         )
     return f"precision: {what}: auto means {'bfloat16' if native else 'float32'}"

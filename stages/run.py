@@ -57,13 +57,13 @@ def _run_stage(cfg: RunConfig, trainer_kwargs: dict) -> dict:
     dev = load_records(data.eval_files, data.source_format)
     reward = build_reward(cfg.reward, cfg.tags)
     retriever = build_retriever(cfg.retriever)  # before the model: a dead service fails fast
-    if launcher_rank() == 0:
-        print(describe_precision(default_device()), file=sys.stderr)
     # Loaded in the dtype DeepSpeed trains in; `model.dtype` is the generation copy's.
     dtype = training_dtype(cfg.trainer)
     model, tokenizer = load_policy(dataclasses.replace(cfg.model, dtype=dtype))
     # A GGUF file has no config.json for the check before loading.
     check_frozen_layers(cfg, getattr(model.config, "num_hidden_layers", None))
+    if launcher_rank() == 0:  # once the inputs loaded: an input error stays one line
+        print(describe_precision(default_device()), file=sys.stderr)
     trainer = Trainer(cfg, model, tokenizer, retriever, reward, train, dev, **trainer_kwargs)
     return trainer.fit()
 

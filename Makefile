@@ -93,7 +93,7 @@ compare: $(STAMP)
 # stamp reads them verbatim). ARGS, which once reached every step, is refused on these targets.
 STEP_ARGS := BASE_ARGS INDEX_ARGS FILTER_ARGS STAGE1_ARGS STAGE2_ARGS ABLATION_ARGS EVAL_ARGS
 export $(STEP_ARGS)
-PIPELINE_TARGETS := miniwiki base index filter stage1 stage2 ablation eval eval-r1searcher
+PIPELINE_TARGETS := miniwiki base index filter stage1 stage2 ablation replicate eval eval-r1searcher
 ifneq ($(strip $(ARGS)),)
 ifneq ($(filter $(PIPELINE_TARGETS),$(MAKECMDGOALS)),)
 $(error ARGS is not read by the pipeline targets: give each step its own overrides with \
@@ -292,6 +292,48 @@ eval-r1searcher: $(STAMP)
 		$(KILT_SAMPLE_ARGS)
 	$(EMBEDDED) $(PY_LAUNCH) stages.evaluate --config configs/embedded/eval_r1searcher.yaml \
 		$(EVAL_ARGS)
+
+# replicate: the curriculum and its ablation again with other seeds, SEED=k (k >= 1), into
+# runs/seed<k>/{stage1,stage2,ablation}: the same base model, index and filtered questions, every
+# trainer and rollout seed shifted by 1000 k; each run keeps its own dev evaluation (no test one).
+# curriculum: two stages against one, paired over questions and pooled over the seeds found (runs/
+# is seed 0: `make stage2 ablation`), into runs/curriculum.md (stages/curriculum.py).
+SEED ?= 1
+ifneq ($(filter replicate,$(MAKECMDGOALS)),)
+ifneq ($(shell echo '$(SEED)' | grep -xE '[1-9][0-9]*'),$(SEED))
+$(error replicate needs SEED=k with k >= 1, got SEED=$(SEED) (seed 0 is runs/ itself))
+endif
+endif
+SEED_DIR := runs/seed$(SEED)
+SEED_SHIFT = $(shell expr 1000 \* $(SEED))
+SEED_RUNS = --override trainer.runs_dir=$(SEED_DIR) --override rollout.seed=$(SEED_SHIFT)
+# trainer.seed: the configs' own (stage 1 0, stage 2 1, ablation 0) plus the shift.
+seed_of = --override trainer.seed=$(shell expr $(SEED_SHIFT) + $(1))
+
+.PHONY: replicate curriculum
+replicate: $(STAMP) base index filter $(BACKEND_DEPS)
+	$(EMBEDDED) $(STAMP_RUN) seed$(SEED)-stage1 --config configs/embedded/stage1.yaml \
+		--input $(BASE_DIR) $(BASE_REPORTS) --input $(INDEX_MANIFEST) --input $(FILTER_STAGE1) \
+		--code stages.stage1 $(BACKEND_ARGS) $(SEED_RUNS) $(call seed_of,0) \
+		--run-dir $(SEED_DIR)/stage1 --done $(SEED_DIR)/stage1/summary.json -- \
+		$(LAUNCH) stages.stage1 --config configs/embedded/stage1.yaml
+	$(EMBEDDED) $(STAMP_RUN) seed$(SEED)-stage2 --config configs/embedded/stage2.yaml \
+		--input $(SEED_DIR)/stage1/final --input $(INDEX_MANIFEST) --input $(FILTER_STAGE2) \
+		--code stages.stage2 $(BACKEND_ARGS) $(SEED_RUNS) $(call seed_of,1) \
+		--override model.path=$(SEED_DIR)/stage1/final \
+		--override trainer.compare_with=$(SEED_DIR)/stage1 \
+		--run-dir $(SEED_DIR)/stage2 --done $(SEED_DIR)/stage2/summary.json -- \
+		$(LAUNCH) stages.stage2 --config configs/embedded/stage2.yaml
+	$(EMBEDDED) $(STAMP_RUN) seed$(SEED)-ablation --config configs/embedded/ablation.yaml \
+		--input $(BASE_DIR) $(BASE_REPORTS) --input $(INDEX_MANIFEST) --input $(FILTER_STAGE1) \
+		--input $(FILTER_STAGE2) --code stages.stage2 $(BACKEND_ARGS) $(SEED_RUNS) \
+		$(call seed_of,0) --override trainer.compare_with=$(SEED_DIR)/stage2 \
+		--run-dir $(SEED_DIR)/ablation --done $(SEED_DIR)/ablation/summary.json -- \
+		$(LAUNCH) stages.stage2 --config configs/embedded/ablation.yaml
+
+curriculum: $(STAMP)
+	$(PY) -m stages.curriculum --runs runs > runs/curriculum.md.part
+	mv runs/curriculum.md.part runs/curriculum.md && cat runs/curriculum.md
 
 ablation: $(STAMP) base index filter $(BACKEND_DEPS)
 	$(EMBEDDED) $(STAMP_RUN) ablation --config configs/embedded/ablation.yaml \

@@ -136,3 +136,26 @@ def test_stage_reruns_only_when_its_overrides_change_and_keeps_the_old_run(workd
     removed = _make("clean-old", f"PY={sys.executable}", cwd=workdir, env={"PYTHONPATH": str(ROOT)})
     assert removed.returncode == 0 and not aside.exists()
     assert (workdir / "runs/stage1/summary.json").exists()
+
+
+def test_a_replicate_shifts_every_seed_and_keeps_to_its_own_folder():
+    text = _dry("replicate", "SEED=2")
+    (stage1,) = _lines_with(text, "recipe.stamp run seed2-stage1 ")
+    (stage2,) = _lines_with(text, "recipe.stamp run seed2-stage2 ")
+    (ablation,) = _lines_with(text, "recipe.stamp run seed2-ablation ")
+    for line in (stage1, stage2, ablation):
+        assert "--override trainer.runs_dir=runs/seed2 --override rollout.seed=2000" in line
+    assert "trainer.seed=2000" in stage1 and "trainer.seed=2000" in ablation
+    assert "trainer.seed=2001" in stage2  # stage 2's own seed is 1
+    assert "--input runs/seed2/stage1/final" in stage2
+    assert "model.path=runs/seed2/stage1/final" in stage2
+    assert "trainer.compare_with=runs/seed2/stage2" in ablation
+    assert "--run-dir runs/seed2/ablation" in ablation
+    assert not _lines_with(text, "recipe.stamp run stage1 ")  # seed 0's runs are not redone
+
+
+@pytest.mark.parametrize("seed", ["0", "x", "-1"])
+def test_a_replicate_needs_a_seed_from_one(seed):
+    result = _make("-n", "replicate", f"SEED={seed}")
+    assert result.returncode == 2
+    assert "replicate needs SEED=k with k >= 1" in result.stderr

@@ -229,16 +229,18 @@ STAGE2 := runs/stage2/summary.json
 NPROC ?= 1
 # BACKEND=vllm rolls out on vLLM (rollout.backend=vllm) from .venv-vllm (built on first use, as
 # for make test-vllm), with the vLLM settings of configs/embedded/common.yaml; the python and
-# the deepspeed launcher both come from that venv, since .venv has no vLLM.
+# the deepspeed launcher both come from that venv, since .venv has no vLLM. It reaches every step
+# that rolls out after the base model: the filter, the stages, the ablation, the replicates and
+# the evaluations (the base model's gate stays on HF: it is part of building the model).
 BACKEND ?= hf
 USE_VLLM := $(filter vllm,$(BACKEND))
 STAGE_PY := $(if $(USE_VLLM),$(VLLM_PY),$(PY))
 BACKEND_DEPS := $(if $(USE_VLLM),$(VLLM_STAMP))
 BACKEND_ARGS := $(if $(USE_VLLM),--override rollout.backend=vllm)
+BACKEND_OVERRIDE := $(if $(USE_VLLM),rollout.backend=vllm)
 launch = $(if $(filter 1,$(NPROC)),$(1) -m,$(dir $(1))deepspeed --num_gpus $(NPROC) \
 	--no_local_rank --module)
 LAUNCH := $(call launch,$(STAGE_PY))
-PY_LAUNCH := $(call launch,$(PY))
 
 .PHONY: stage1 stage2
 # filter: difficulty filtering (data_filtering/, configs/embedded/filter.yaml): the base model
@@ -252,11 +254,11 @@ FILTER_STAGE1 := runs/data/stage1.jsonl
 FILTER_STAGE2 := runs/data/stage2.jsonl
 
 .PHONY: filter
-filter: $(STAMP) base index
+filter: $(STAMP) base index $(BACKEND_DEPS)
 	$(EMBEDDED) $(STAMP_RUN) filter --config $(FILTER_CONFIG) --input $(BASE_DIR) $(BASE_REPORTS) \
 		--input $(INDEX_MANIFEST) --input $(MINIWIKI_SUMMARY) --code data_filtering.__main__ \
-		--overrides-env FILTER_ARGS --done $(FILTER_REPORT) -- \
-		$(PY_LAUNCH) data_filtering --config $(FILTER_CONFIG)
+		$(BACKEND_ARGS) --overrides-env FILTER_ARGS --done $(FILTER_REPORT) -- \
+		$(LAUNCH) data_filtering --config $(FILTER_CONFIG)
 
 stage1: $(STAMP) base index filter $(BACKEND_DEPS)
 	$(EMBEDDED) $(STAMP_RUN) stage1 --config configs/embedded/stage1.yaml --input $(BASE_DIR) $(BASE_REPORTS) \
@@ -269,8 +271,8 @@ stage2: $(STAMP) stage1 filter $(BACKEND_DEPS)
 		--input runs/stage1/final --input $(INDEX_MANIFEST) --input $(FILTER_STAGE2) \
 		--code stages.stage2 $(BACKEND_ARGS) --overrides-env STAGE2_ARGS --run-dir runs/stage2 \
 		--done $(STAGE2) -- $(LAUNCH) stages.stage2 --config configs/embedded/stage2.yaml
-	$(call embedded_env,$(EVAL_CONFIG)) $(PY_LAUNCH) stages.evaluate --config $(EVAL_CONFIG) \
-		$(EVAL_ARGS)
+	$(call embedded_env,$(EVAL_CONFIG)) $(LAUNCH) stages.evaluate --config $(EVAL_CONFIG) \
+		$(BACKEND_OVERRIDE) $(EVAL_ARGS)
 
 # eval: the baselines (naive, rag) and the policies (base, stage1, stage2) on miniwiki test,
 # runs/eval/{report.md, metrics.json, predictions/}. It reuses every predictions file whose
@@ -283,15 +285,15 @@ EVAL_CONFIG ?= configs/embedded/eval.yaml
 ABLATION := runs/ablation/summary.json
 
 .PHONY: eval eval-r1searcher ablation
-eval: $(STAMP) index
-	$(call embedded_env,$(EVAL_CONFIG)) $(PY_LAUNCH) stages.evaluate --config $(EVAL_CONFIG) \
-		$(EVAL_ARGS)
+eval: $(STAMP) index $(BACKEND_DEPS)
+	$(call embedded_env,$(EVAL_CONFIG)) $(LAUNCH) stages.evaluate --config $(EVAL_CONFIG) \
+		$(BACKEND_OVERRIDE) $(EVAL_ARGS)
 
-eval-r1searcher: $(STAMP)
+eval-r1searcher: $(STAMP) $(BACKEND_DEPS)
 	$(EMBEDDED) $(RETRIEVAL_ENV) $(PY) -m recipe.retrieval.build_index --config $(RETRIEVAL_CONFIG) \
 		$(KILT_SAMPLE_ARGS)
-	$(EMBEDDED) $(PY_LAUNCH) stages.evaluate --config configs/embedded/eval_r1searcher.yaml \
-		$(EVAL_ARGS)
+	$(EMBEDDED) $(LAUNCH) stages.evaluate --config configs/embedded/eval_r1searcher.yaml \
+		$(BACKEND_OVERRIDE) $(EVAL_ARGS)
 
 # replicate: the curriculum and its ablation again with other seeds, SEED=k (k >= 1), into
 # runs/seed<k>/{stage1,stage2,ablation}: the same base model, index and filtered questions, every
@@ -341,5 +343,5 @@ ablation: $(STAMP) base index filter $(BACKEND_DEPS)
 		--input $(FILTER_STAGE2) --code stages.stage2 $(BACKEND_ARGS) \
 		--overrides-env ABLATION_ARGS --run-dir runs/ablation --done $(ABLATION) -- \
 		$(LAUNCH) stages.stage2 --config configs/embedded/ablation.yaml
-	$(call embedded_env,$(EVAL_CONFIG)) $(PY_LAUNCH) stages.evaluate --config $(EVAL_CONFIG) \
-		"eval.methods=[naive, rag, base, stage1, stage2, ablation]" $(EVAL_ARGS)
+	$(call embedded_env,$(EVAL_CONFIG)) $(LAUNCH) stages.evaluate --config $(EVAL_CONFIG) \
+		"eval.methods=[naive, rag, base, stage1, stage2, ablation]" $(BACKEND_OVERRIDE) $(EVAL_ARGS)

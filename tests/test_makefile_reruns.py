@@ -159,3 +159,15 @@ def test_a_replicate_needs_a_seed_from_one(seed):
     result = _make("-n", "replicate", f"SEED={seed}")
     assert result.returncode == 2
     assert "replicate needs SEED=k with k >= 1" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "target, module",
+    [("filter", "data_filtering --config"), ("eval", "stages.evaluate"), ("stage2", "evaluate")],
+)
+def test_the_vllm_backend_reaches_every_step_that_rolls_out(target, module):
+    text = _dry(target, "-o", ".venv-vllm/.installed", "BACKEND=vllm")
+    (line,) = _lines_with(text, module)
+    assert ".venv-vllm/bin/python -m" in line
+    assert "rollout.backend=vllm" in line
+    assert "rollout.backend" not in "".join(_lines_with(_dry(target), module))

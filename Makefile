@@ -227,12 +227,17 @@ STAGE2 := runs/stage2/summary.json
 # NPROC=2 (or more) runs a stage, the filter or the evaluation on that many ranks under the
 # DeepSpeed launcher (gloo on CPU, NCCL on GPU); trainer.prompts_per_step must be a multiple of it.
 NPROC ?= 1
-# BACKEND=vllm rolls out on vLLM (rollout.backend=vllm) from .venv-vllm (built on first use, as
-# for make test-vllm), with the vLLM settings of configs/embedded/common.yaml; the python and
-# the deepspeed launcher both come from that venv, since .venv has no vLLM. It reaches every step
-# that rolls out after the base model: the filter, the stages, the ablation, the replicates and
-# the evaluations (the base model's gate stays on HF: it is part of building the model).
-BACKEND ?= hf
+# BACKEND: what rolls out in every step after the base model (the filter, the stages, the
+# ablation, the replicates and the evaluations; the base model's gate stays on HF: it is part of
+# building the model). vllm, the default: rollout.backend=vllm from .venv-vllm (built on first
+# use, as for make test-vllm), with the vLLM settings of configs/embedded/common.yaml; the python
+# and the deepspeed launcher both come from that venv, since .venv has no vLLM. It reached the
+# same outcomes as HF in half the time on both CPU kinds measured (docs/results.md). hf: the
+# transformers backend from .venv, no second venv.
+BACKEND ?= vllm
+ifeq ($(filter hf vllm,$(BACKEND)),)
+$(error BACKEND must be hf or vllm, got BACKEND=$(BACKEND))
+endif
 USE_VLLM := $(filter vllm,$(BACKEND))
 STAGE_PY := $(if $(USE_VLLM),$(VLLM_PY),$(PY))
 BACKEND_DEPS := $(if $(USE_VLLM),$(VLLM_STAMP))

@@ -19,8 +19,9 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU 
 
 
 def _make(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
-    # -o: the venv counts as installed, so a dry run lists only the pipeline's own commands.
-    command = ["make", "-f", str(ROOT / "Makefile"), "-o", ".venv/.installed", *args]
+    # -o: the venvs count as installed, so a dry run lists only the pipeline's own commands.
+    installed = ["-o", ".venv/.installed", "-o", ".venv-vllm/.installed"]
+    command = ["make", "-f", str(ROOT / "Makefile"), *installed, *args]
     run_env = {k: v for k, v in os.environ.items() if not k.endswith("_ARGS") and k != "ARGS"}
     return subprocess.run(
         command, cwd=cwd, env={**run_env, **(env or {})}, capture_output=True, text=True
@@ -70,21 +71,27 @@ def test_hub_offline_only_on_embedded_targets():
     assert "HF_HUB_OFFLINE" not in "".join(_lines_with(paper_eval, "stages.evaluate"))
 
 
-def test_vllm_backend_uses_its_own_venv_for_python_and_launcher():
-    text = _dry("stage1", "-o", ".venv-vllm/.installed", "BACKEND=vllm", "NPROC=2")
+def test_the_default_vllm_backend_uses_its_own_venv_and_hf_the_plain_one():
+    text = _dry("stage1", "NPROC=2")
     (line,) = _lines_with(text, "recipe.stamp run stage1 ")
     assert ".venv-vllm/bin/deepspeed --num_gpus 2" in line
     assert "--override rollout.backend=vllm" in line
-    (single,) = _lines_with(
-        _dry("stage1", "-o", ".venv-vllm/.installed", "BACKEND=vllm"), "run stage1 "
-    )
+    (single,) = _lines_with(_dry("stage1"), "run stage1 ")
     assert "-- .venv-vllm/bin/python -m stages.stage1" in single
+    (hf,) = _lines_with(_dry("stage1", "BACKEND=hf"), "run stage1 ")
+    assert "-- .venv/bin/python -m stages.stage1" in hf and "rollout.backend" not in hf
+
+
+def test_an_unknown_backend_is_refused():
+    result = _make("-n", "stage1", "BACKEND=vLLM")
+    assert result.returncode == 2
+    assert "BACKEND must be hf or vllm, got BACKEND=vLLM" in result.stderr
 
 
 @pytest.mark.parametrize("target, module", [("filter", "data_filtering"), ("eval", "evaluate")])
 def test_filter_and_evaluation_take_nproc(target, module):
     (line,) = _lines_with(_dry(target, "NPROC=2"), module + " --config")
-    assert ".venv/bin/deepspeed --num_gpus 2 --no_local_rank --module" in line
+    assert ".venv-vllm/bin/deepspeed --num_gpus 2 --no_local_rank --module" in line
 
 
 def test_clean_keeps_runs():
@@ -165,9 +172,8 @@ def test_a_replicate_needs_a_seed_from_one(seed):
     "target, module",
     [("filter", "data_filtering --config"), ("eval", "stages.evaluate"), ("stage2", "evaluate")],
 )
-def test_the_vllm_backend_reaches_every_step_that_rolls_out(target, module):
-    text = _dry(target, "-o", ".venv-vllm/.installed", "BACKEND=vllm")
-    (line,) = _lines_with(text, module)
+def test_the_backend_reaches_every_step_that_rolls_out(target, module):
+    (line,) = _lines_with(_dry(target), module)
     assert ".venv-vllm/bin/python -m" in line
     assert "rollout.backend=vllm" in line
-    assert "rollout.backend" not in "".join(_lines_with(_dry(target), module))
+    assert "rollout.backend" not in "".join(_lines_with(_dry(target, "BACKEND=hf"), module))

@@ -232,8 +232,8 @@ NPROC ?= 1
 # building the model). vllm, the default: rollout.backend=vllm from .venv-vllm (built on first
 # use, as for make test-vllm), with the vLLM settings of configs/embedded/common.yaml; the python
 # and the deepspeed launcher both come from that venv, since .venv has no vLLM. It reached the
-# same outcomes as HF in half the time on both CPU kinds measured (docs/results.md). hf: the
-# transformers backend from .venv, no second venv.
+# same outcomes as HF in half the rollout time on both CPU kinds measured (docs/results.md). hf:
+# the transformers backend from .venv, no second venv.
 BACKEND ?= vllm
 ifeq ($(filter hf vllm,$(BACKEND)),)
 $(error BACKEND must be hf or vllm, got BACKEND=$(BACKEND))

@@ -213,6 +213,7 @@ bench: $(STAMP)
 	$(EMBEDDED) $(PY) -m benchmarks.rollout_throughput --threads 1
 	$(EMBEDDED) $(PY) -m benchmarks.coldstart_step
 	$(EMBEDDED) $(PY) -m benchmarks.trainer_update
+	$(EMBEDDED) $(PY) -m benchmarks.target_logprobs
 	$(EMBEDDED) $(PY) -m benchmarks.filter_throughput
 	$(EMBEDDED) $(PY) -m benchmarks.rank_step
 

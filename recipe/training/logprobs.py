@@ -54,30 +54,70 @@ def selected_logits(
 def token_logprobs(logits: Tensor, targets: Tensor, temperature: float = 1.0) -> Tensor:
     """log softmax(logits / T)[target] in float32, shape [N]; T <= 0 means T = 1 (greedy
     sampling reports the untempered log-probs, as `recipe.generation.base.Generation` does)."""
-    logits = logits.float()
-    if temperature > 0 and temperature != 1.0:
-        logits = logits / temperature
-    return torch.log_softmax(logits, dim=-1).gather(1, targets.unsqueeze(1)).squeeze(1)
+    return logprobs_and_entropy(logits, targets, temperature)[0]
 
 
-ENTROPY_CHUNK_ROWS = 256  # rows of exp(log-probs) alive at once while the entropy is summed
+# Rows of the vocabulary-wide float32 buffers alive at once: the log-probs never exist for all
+# targets together, in the forward nor in the backward (at Qwen2.5's 152k entries the whole
+# fp32 log-softmax of 8192 targets is 5 GB, its gradient 5 GB more).
+CHUNK_ROWS = 64
+
+
+class _TargetLogSoftmax(torch.autograd.Function):
+    """values = x[target] - logsumexp(x), x = logits / T, and the entropy -sum p log p, p =
+    softmax(x), a chunk of rows at a time in float32. Backward: d values / d logits =
+    (onehot(target) - p) / T, with p recomputed from the logits and the saved logsumexp, so what
+    autograd keeps is the logits (in their own dtype) and one float per row."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, targets: Tensor, temperature: float):
+        n = logits.shape[0]
+        values = logits.new_empty(n, dtype=torch.float32)
+        entropy = torch.empty_like(values)
+        lse = torch.empty_like(values)
+        for start in range(0, n, CHUNK_ROWS):
+            rows = slice(start, start + CHUNK_ROWS)
+            x = _scaled(logits[rows], temperature)
+            lse[rows] = torch.logsumexp(x, dim=-1)
+            logp = x.sub_(lse[rows].unsqueeze(1))
+            values[rows] = logp.gather(1, targets[rows].unsqueeze(1)).squeeze(1)
+            entropy[rows] = -(logp.exp() * logp).sum(dim=-1)
+        ctx.save_for_backward(logits, targets, lse)
+        ctx.temperature = temperature
+        ctx.mark_non_differentiable(entropy)
+        return values, entropy
+
+    @staticmethod
+    def backward(ctx, grad_values: Tensor, _grad_entropy: Tensor):
+        logits, targets, lse = ctx.saved_tensors
+        grad = torch.empty_like(logits)
+        for start in range(0, logits.shape[0], CHUNK_ROWS):
+            rows = slice(start, start + CHUNK_ROWS)
+            g = grad_values[rows].unsqueeze(1)
+            probs = _scaled(logits[rows], ctx.temperature).sub_(lse[rows].unsqueeze(1)).exp_()
+            chunk = probs.mul_(-g).scatter_add_(1, targets[rows].unsqueeze(1), g)
+            if _tempered(ctx.temperature):
+                chunk.div_(ctx.temperature)
+            grad[rows] = chunk
+        return grad, None, None
+
+
+def _tempered(temperature: float) -> bool:
+    return temperature > 0 and temperature != 1.0
+
+
+def _scaled(logits: Tensor, temperature: float) -> Tensor:
+    """A float32 copy of `logits` / T (a copy even when they are float32: callers write to it)."""
+    x = logits.float() if logits.dtype != torch.float32 else logits.clone()
+    return x.div_(temperature) if _tempered(temperature) else x
 
 
 def logprobs_and_entropy(
     logits: Tensor, targets: Tensor, temperature: float = 1.0
 ) -> tuple[Tensor, Tensor]:
-    """(log softmax(logits / T)[target] in float32 [N], the entropy of each row's distribution
-    [N], without gradient). The entropy reads the log-softmax the log-probs already took, a few
-    rows at a time: no second full-vocabulary buffer besides the one autograd keeps."""
-    logits = logits.float()
-    if temperature > 0 and temperature != 1.0:
-        logits = logits / temperature
-    logp = torch.log_softmax(logits, dim=-1)
-    values = logp.gather(1, targets.unsqueeze(1)).squeeze(1)
-    with torch.no_grad():
-        parts = [-(c.exp() * c).sum(dim=-1) for c in logp.detach().split(ENTROPY_CHUNK_ROWS)]
-        entropy = torch.cat(parts) if parts else logp.new_zeros(0)
-    return values, entropy
+    """(log softmax(logits / T)[target] in float32 [N], differentiable; the entropy of each row's
+    distribution [N], without gradient), `CHUNK_ROWS` rows at a time."""
+    return _TargetLogSoftmax.apply(logits, targets, temperature)
 
 
 def prefix_cache(model, prefix_ids: Tensor) -> DynamicCache:

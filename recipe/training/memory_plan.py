@@ -15,8 +15,9 @@ ZeRO-0 keeps everything whole (DeepSpeed's estimate for one GPU). Activations co
 autograd keeps per token in a pre-norm RMSNorm / grouped-query attention / SwiGLU decoder as
 transformers writes it (`activation_bytes_per_token_layer`); a test measures them on a tiny
 Qwen2 model. The logits row is the output head at the target tokens only (the masked forward of
-`recipe.training.logprobs`): at the head's backward the fp32 log-softmax autograd kept, its
-gradient and the logits' gradient are alive together, 12 bytes per vocabulary entry and token.
+`recipe.training.logprobs`): its log-softmax runs a chunk of rows at a time and keeps only the
+logits, so at the head's backward the logits and their gradient are alive together, two
+elements per vocabulary entry and token, beside one chunk's float32 buffers.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ GB = 1e9
 CUDA_CONTEXT_BYTES = int(1.5 * GB)
 VLLM_RUNTIME_BYTES = int(2.0 * GB)
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-ENTROPY_CHUNK_ROWS = 256  # recipe.training.logprobs.ENTROPY_CHUNK_ROWS
+CHUNK_ROWS = 64  # recipe.training.logprobs.CHUNK_ROWS
 
 
 def _gpu_dtype(cfg) -> str:
@@ -171,11 +172,10 @@ def activation_rows(
                 f"{layer / 1e3:.0f} kB a token a layer x {tokens} tokens x {arch.num_layers}",
             )
         ]
-    chunk = min(targets, ENTROPY_CHUNK_ROWS) * arch.vocab_size * 4 * 2
-    # Forward: the head's output, its fp32 copy (none when it is fp32) and the log-softmax.
-    forward = (e + (4 if e < 4 else 0) + 4) * targets * arch.vocab_size + chunk
-    logits = max(12 * targets * arch.vocab_size, forward)
-    note = f"{targets} targets x {arch.vocab_size} vocabulary x 12 B"
+    # A chunk's float32 log-probs and their exp (forward) or probabilities (backward).
+    chunk = min(targets, CHUNK_ROWS) * arch.vocab_size * 4 * 2
+    logits = 2 * e * targets * arch.vocab_size + chunk  # the logits and their gradient
+    note = f"{targets} targets x {arch.vocab_size} vocabulary x 2 x {e} B"
     return rows + [Row("logits at the target tokens", logits, note, alternative=checkpointing)]
 
 

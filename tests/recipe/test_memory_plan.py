@@ -63,10 +63,10 @@ def test_zero0_and_zero1_on_one_rank_equal_deepspeeds_one_gpu_estimate(stage):
     assert zero1 == 2 * params + 2 * params + 16 * params // 8
 
 
-def test_the_entropy_chunk_is_the_masked_forwards():
+def test_the_logits_chunk_is_the_masked_forwards():
     from recipe.training import logprobs, memory_plan
 
-    assert memory_plan.ENTROPY_CHUNK_ROWS == logprobs.ENTROPY_CHUNK_ROWS
+    assert memory_plan.CHUNK_ROWS == logprobs.CHUNK_ROWS
 
 
 def test_parameter_count_matches_a_built_model():

@@ -13,7 +13,12 @@ from recipe.evaluation.scoring import paired_difference, sample_questions
 from recipe.rollout import Trajectory, answer_in_documents
 from recipe.training.batch import collate
 from recipe.training.checkpoint import COMPLETE, LATEST, CheckpointStore
-from recipe.training.logprobs import sequence_logprobs, target_index
+from recipe.training.logprobs import (
+    CHUNK_ROWS,
+    logprobs_and_entropy,
+    sequence_logprobs,
+    target_index,
+)
 from recipe.training.microbatch import split_to_count, token_micro_batches
 from recipe.training.monitors import rollout_metrics
 from recipe.training.sampler import QuestionSampler
@@ -75,6 +80,30 @@ def test_masked_forward_equals_full_log_softmax(tiny_model):
     assert values[targets == 0].abs().max() == 0
     rows, positions = target_index(targets)
     assert positions.tolist() == [1, 2, 5, 0, 3]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_chunked_log_softmax_equals_the_whole_one_in_value_entropy_and_gradient(dtype, temperature):
+    torch.manual_seed(0)
+    rows = 2 * CHUNK_ROWS + 37  # two whole chunks and a part
+    logits = (3 * torch.randn(rows, 50)).to(dtype).requires_grad_()
+    targets = torch.randint(0, 50, (rows,))
+    weights = torch.randn(rows)  # a different gradient for every row
+    values, entropy = logprobs_and_entropy(logits, targets, temperature)
+    (values * weights).sum().backward()
+    ours = logits.grad.clone()
+    logits.grad = None
+    logp = torch.log_softmax(logits.float() / temperature, dim=-1)
+    expected = logp.gather(1, targets[:, None]).squeeze(1)
+    (expected * weights).sum().backward()
+    assert values.dtype == torch.float32 and not entropy.requires_grad
+    assert torch.allclose(values, expected, atol=1e-5)
+    assert torch.allclose(entropy, -(logp.exp() * logp).sum(-1).detach(), atol=1e-4)
+    assert ours.dtype == dtype
+    tolerance = 1e-6 if dtype == torch.float32 else 1e-2
+    assert torch.allclose(ours.float(), logits.grad.float(), atol=tolerance)
+    assert ours.float().abs().sum() > 0
 
 
 def test_micro_batches_keep_the_token_budget_and_every_row():
